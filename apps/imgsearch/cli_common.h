@@ -1,0 +1,96 @@
+// What the subcommands share: exit statuses, model and index resolution, progress, output.
+#pragma once
+
+#include <imgsearch/extractor.h>
+#include <imgsearch/index.h>
+#include <imgsearch/model.h>
+
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace imgsearch::cli {
+
+// Exit statuses (docs/cli.md). Scripts rely on them: never renumber.
+enum ExitStatus : int {
+  kExitOk = 0,       // everything succeeded
+  kExitFailure = 1,  // the command failed, or no input could be processed
+  kExitUsage = 2,    // bad command line
+  kExitPartial = 3,  // done, but some inputs were skipped (each named on stderr)
+  kExitInterrupted = 130,  // stopped by SIGINT/SIGTERM; work done so far was kept
+};
+
+using Runner = std::function<int()>;
+
+void setup_extract(CLI::App& app, Runner& runner);
+void setup_index(CLI::App& app, Runner& runner);
+void setup_query(CLI::App& app, Runner& runner);
+void setup_info(CLI::App& app, Runner& runner);
+
+// Model options shared by extract, index and query.
+struct ModelArgs {
+  std::string model;
+  std::string mean, std;
+  int input_size = 0, resize = 0;
+  std::string precision = "auto";
+  int threads = 0;
+  std::uint64_t max_pixels = DecodeOptions{}.max_pixels;
+
+  void add_to(CLI::App& app);
+  ModelOverrides overrides() const;
+  ModelOptions options() const;
+  DecodeOptions decode() const;
+};
+
+// The model file to use: -m, then $IMGSEARCH_MODEL, then `index_model` (the one an
+// index was built with), then the default exported by scripts/quickstart.sh.
+std::string resolve_model_path(const ModelArgs& args, const ModelInfo* index_model);
+std::string default_model_path();
+// -i, then $IMGSEARCH_INDEX, then ./imgsearch.index.
+std::string resolve_index_path(const std::string& option);
+
+// Loads the model for an index: its recorded file and preprocessing, refusing a
+// different model file with a clear error.
+std::unique_ptr<Model> load_model_for_index(const ModelArgs& args, const ModelInfo& index_model,
+                                            const std::string& index_path);
+
+// "-" among the inputs is replaced by the lines of stdin.
+std::vector<std::string> expand_stdin(const std::vector<std::string>& inputs);
+
+// One line per failure on stderr: "imgsearch: PATH: reason".
+void report_problem(const std::string& message);
+void warn(const std::string& message);
+
+// Set by SIGINT/SIGTERM once install_interrupt_handler() ran.
+void install_interrupt_handler();
+const std::atomic<bool>& interrupted();
+
+// A progress line on stderr, only when stderr is a terminal.
+class Progress {
+ public:
+  Progress(std::string label, std::size_t total);
+  ~Progress();
+  void tick(std::size_t n = 1);
+  void finish();
+
+ private:
+  std::string label_;
+  std::size_t total_, done_ = 0;
+  bool enabled_, finished_ = false;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+  void draw(bool force);
+};
+
+// Runs the extraction pipeline with progress, reporting each failure on stderr.
+// Calls on_vector for each success. Returns the number of failures.
+std::size_t run_extraction(Model& model, const std::vector<std::string>& files, const ModelArgs& args, int batch_size,
+                           const std::function<void(const ExtractResult&)>& on_vector);
+
+
+}  // namespace imgsearch::cli

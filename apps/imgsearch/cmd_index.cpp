@@ -1,0 +1,207 @@
+// imgsearch index PATH... [-i INDEX] [-m MODEL] [--rebuild] [--from-features FILE]
+#include "cli_common.h"
+
+#include <imgsearch/error.h>
+#include <imgsearch/features_file.h>
+#include <imgsearch/file_scan.h>
+#include <imgsearch/index_io.h>
+
+#include <filesystem>
+#include <sys/stat.h>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace imgsearch::cli {
+
+namespace {
+
+struct IndexArgs {
+  std::vector<std::string> inputs;
+  std::string index;
+  std::string from_features;
+  bool rebuild = false;
+  int batch_size = 8;
+  HnswParams hnsw;
+  ModelArgs model;
+};
+
+bool file_identity(const std::string& path, IndexEntry& entry) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return false;
+  entry.path = path;
+  entry.size = static_cast<std::uint64_t>(st.st_size);
+  entry.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  return true;
+}
+
+// True when `path` is `root` or lies below it.
+bool is_under(const std::string& path, const std::string& root) {
+  if (path == root) return true;
+  return path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
+         (root.back() == '/' || path[root.size()] == '/');
+}
+
+int index_from_features(const IndexArgs& args, const std::string& index_path) {
+  FeatureSet features = read_features_file(args.from_features);
+  std::optional<ImageIndex> index;
+  if (!args.rebuild && std::filesystem::exists(index_path)) {
+    index.emplace(load_index(index_path));
+    if (index->model().content_hash != features.model.content_hash || index->dim() != features.dim)
+      throw_error(ErrorKind::Mismatch, "{}: built with model {} ({}), but {} holds features of {} ({}); use --rebuild",
+                  index_path, index->model().path, index->model().content_hash, args.from_features,
+                  features.model.path, features.model.content_hash);
+  } else {
+    index.emplace(features.dim, args.hnsw, features.model);
+  }
+  std::unordered_map<std::string, std::size_t> position;
+  for (std::size_t i = 0; i < features.size(); ++i) position[features.paths[i]] = i;
+  const std::size_t updated = index->remove_if([&](const IndexEntry& e) { return position.count(e.path) > 0; }, args.model.threads);
+  std::vector<IndexEntry> entries(features.size());
+  for (std::size_t i = 0; i < features.size(); ++i) {
+    // The images need not be on this machine: then size and mtime stay 0.
+    if (!file_identity(features.paths[i], entries[i])) entries[i].path = features.paths[i];
+  }
+  index->add(entries, features.vectors.data(), args.model.threads);
+  save_index(*index, index_path);
+  std::printf("added %zu, updated %zu, removed 0, unchanged %zu\n", features.size() - updated, updated,
+              index->size() - features.size());
+  return kExitOk;
+}
+
+int run_index(const IndexArgs& args) {
+  install_interrupt_handler();
+  const std::string index_path = resolve_index_path(args.index);
+  if (!args.from_features.empty()) return index_from_features(args, index_path);
+  if (args.inputs.empty()) throw_error(ErrorKind::InvalidArgument, "index: give folders or files to index, or --from-features");
+
+  std::optional<ImageIndex> index;
+  if (!args.rebuild && std::filesystem::exists(index_path)) {
+    try {
+      index.emplace(load_index(index_path));
+    } catch (const Error& e) {
+      throw_error(e.kind(), "{} (run with --rebuild to start a new index)", e.what());
+    }
+  }
+
+  std::unique_ptr<Model> model;
+  if (index) {
+    model = load_model_for_index(args.model, index->model(), index_path);
+  } else {
+    model = Model::load(resolve_model_path(args.model, nullptr), args.model.options());
+    index.emplace(model->output_dim(), args.hnsw, model->info());
+  }
+  if (args.hnsw.ef_search != HnswParams{}.ef_search) index->set_default_ef(args.hnsw.ef_search);
+
+  const std::vector<std::string> inputs = expand_stdin(args.inputs);
+  ScanResult scan = collect_image_files(inputs);
+  for (const ScanProblem& p : scan.problems) report_problem(p.path + ": " + p.reason);
+  std::vector<std::string> roots;
+  for (const std::string& input : inputs) roots.push_back(absolute_path(input));
+
+  // Classify what is on disk against what the index holds.
+  std::unordered_map<std::string, std::size_t> indexed;
+  for (std::size_t i = 0; i < index->size(); ++i) indexed[index->entry(i).path] = i;
+  std::unordered_set<std::string> on_disk;
+  std::vector<IndexEntry> todo;  // new or changed files
+  std::size_t unchanged = 0, updated = 0;
+  std::unordered_set<std::string> stale;  // changed files: old vector goes
+  for (const std::string& file : scan.files) {
+    IndexEntry e;
+    if (!file_identity(file, e)) {
+      report_problem(file + ": cannot stat");
+      continue;
+    }
+    on_disk.insert(file);
+    auto it = indexed.find(file);
+    if (it == indexed.end()) {
+      todo.push_back(e);
+    } else if (index->entry(it->second).size != e.size || index->entry(it->second).mtime_ns != e.mtime_ns) {
+      todo.push_back(e);
+      stale.insert(file);
+      ++updated;
+    } else {
+      ++unchanged;
+    }
+  }
+  // Gone: under a root we scanned but not found there, or no longer on disk at all.
+  std::size_t removed = 0;
+  index->remove_if(
+      [&](const IndexEntry& e) {
+        if (stale.count(e.path)) return true;
+        bool gone = false;
+        for (const std::string& root : roots)
+          if (is_under(e.path, root) && !on_disk.count(e.path)) gone = true;
+        if (!gone) {
+          struct stat st {};
+          gone = ::stat(e.path.c_str(), &st) != 0;
+        }
+        if (gone) ++removed;
+        return gone;
+      },
+      args.model.threads);
+
+  std::vector<IndexEntry> added_entries;
+  std::vector<float> added_vectors;
+  std::size_t failures = 0;
+  if (!todo.empty()) {
+    std::vector<std::string> files;
+    for (const IndexEntry& e : todo) files.push_back(e.path);
+    const int dim = index->dim();
+    std::vector<char> ok(todo.size(), 0);
+    std::vector<float> vectors(todo.size() * static_cast<std::size_t>(dim));
+    failures = run_extraction(*model, files, args.model, args.batch_size, [&](const ExtractResult& r) {
+      std::copy(r.vector, r.vector + dim, vectors.begin() + static_cast<std::ptrdiff_t>(r.input_index * dim));
+      ok[r.input_index] = 1;
+    });
+    // Compact in place: the vectors are the big thing, never hold them twice.
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < todo.size(); ++i) {
+      if (!ok[i]) continue;
+      if (n != i) std::copy_n(vectors.begin() + static_cast<std::ptrdiff_t>(i * dim), dim, vectors.begin() + static_cast<std::ptrdiff_t>(n * dim));
+      added_entries.push_back(todo[i]);
+      ++n;
+    }
+    vectors.resize(n * static_cast<std::size_t>(dim));
+    added_vectors = std::move(vectors);
+  }
+  std::size_t updated_ok = 0;
+  for (const IndexEntry& e : added_entries) updated_ok += stale.count(e.path);
+  index->add(added_entries, added_vectors.data(), args.model.threads);
+
+  if (index->size() == 0) {
+    report_problem(fmt::format("{}: nothing could be indexed; index not written", index_path));
+    return kExitFailure;
+  }
+  save_index(*index, index_path);
+  const std::size_t skipped = failures + scan.problems.size();
+  std::printf("added %zu, updated %zu, removed %zu, unchanged %zu", added_entries.size() - updated_ok, updated_ok,
+              removed, unchanged);
+  if (skipped) std::printf(", failed %zu", skipped);
+  std::printf("\n");
+  std::fflush(stdout);
+  if (interrupted()) {
+    report_problem(fmt::format("interrupted; {} kept what was extracted so far, run again to finish", index_path));
+    return kExitInterrupted;
+  }
+  return skipped > 0 ? kExitPartial : kExitOk;
+}
+
+}  // namespace
+
+void setup_index(CLI::App& app, Runner& runner) {
+  auto args = std::make_shared<IndexArgs>();
+  app.add_option("paths", args->inputs, "image folders and files to index ('-' reads paths from stdin)");
+  app.add_option("-i,--index", args->index, "index file (default: $IMGSEARCH_INDEX, then ./imgsearch.index)");
+  app.add_option("--from-features", args->from_features, "build from an `imgsearch extract` output, without the model");
+  app.add_flag("--rebuild", args->rebuild, "ignore the existing index and start over");
+  app.add_option("--batch-size", args->batch_size, "images per forward pass (default 8)")->check(CLI::Range(1, 1024));
+  app.add_option("--hnsw-m", args->hnsw.M, "HNSW links per node (default 16)")->check(CLI::Range(2, 256));
+  app.add_option("--ef-construction", args->hnsw.ef_construction, "HNSW build beam width (default 200)")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--ef", args->hnsw.ef_search, "default HNSW search beam width stored in the index (default 64)")
+      ->check(CLI::Range(1, 100000));
+  args->model.add_to(app);
+  app.callback([&runner, args] { runner = [args] { return run_index(*args); }; });
+}
+
+}  // namespace imgsearch::cli

@@ -1,0 +1,60 @@
+// imgsearch info [-i INDEX] [--json]
+#include "cli_common.h"
+
+#include <imgsearch/index_io.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iostream>
+
+namespace imgsearch::cli {
+
+namespace {
+
+int run_info(const std::string& index_option, bool json) {
+  const std::string path = resolve_index_path(index_option);
+  const ImageIndex index = load_index(path);
+  const ModelInfo& m = index.model();
+  const auto file_size = std::filesystem::file_size(path);
+  if (json) {
+    nlohmann::json out;
+    out["index"] = path;
+    out["count"] = index.size();
+    out["dim"] = index.dim();
+    out["file_size"] = file_size;
+    out["metric"] = "cosine";
+    out["hnsw"] = {{"M", index.params().M},
+                   {"ef_construction", index.params().ef_construction},
+                   {"ef_search", index.params().ef_search}};
+    out["model"] = nlohmann::json::parse(m.to_json());
+    std::cout << out.dump() << '\n';
+    return kExitOk;
+  }
+  std::cout << fmt::format("index:      {}\n", path);
+  std::cout << fmt::format("images:     {}\n", index.size());
+  std::cout << fmt::format("dimension:  {}\n", index.dim());
+  std::cout << fmt::format("file size:  {} bytes ({:.1f} MiB)\n", file_size, file_size / 1048576.0);
+  std::cout << fmt::format("model:      {} ({} weights)\n", m.name, m.weights.empty() ? "unknown" : m.weights);
+  std::cout << fmt::format("model file: {}\n", m.path);
+  std::cout << fmt::format("model hash: {}\n", m.content_hash);
+  std::cout << fmt::format("preprocess: shorter side {} -> center crop {}, mean {:.4g},{:.4g},{:.4g} std {:.4g},{:.4g},{:.4g}\n",
+                           m.preprocess.resize, m.preprocess.input_size, m.preprocess.mean[0], m.preprocess.mean[1],
+                           m.preprocess.mean[2], m.preprocess.std[0], m.preprocess.std[1], m.preprocess.std[2]);
+  std::cout << fmt::format("hnsw:       M={} ef_construction={} ef_search={}\n", index.params().M,
+                           index.params().ef_construction, index.params().ef_search);
+  return kExitOk;
+}
+
+}  // namespace
+
+void setup_info(CLI::App& app, Runner& runner) {
+  auto index = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  app.add_option("-i,--index", *index, "index file (default: $IMGSEARCH_INDEX, then ./imgsearch.index)");
+  app.add_flag("--json", *json, "print one JSON object");
+  app.callback([&runner, index, json] { runner = [index, json] { return run_info(*index, *json); }; });
+}
+
+}  // namespace imgsearch::cli

@@ -1,0 +1,109 @@
+// imgsearch query IMAGE... [-i INDEX] [-k 9] [--ef N] [--exact] [--json | --format table|tsv|json]
+#include "cli_common.h"
+
+#include <imgsearch/error.h>
+#include <imgsearch/file_scan.h>
+#include <imgsearch/index_io.h>
+#include <imgsearch/preprocess.h>
+
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+namespace imgsearch::cli {
+
+namespace {
+
+struct QueryArgs {
+  std::vector<std::string> images;
+  std::string index;
+  int k = 9;
+  int ef = 0;
+  bool exact = false;
+  bool json = false;
+  std::string format = "table";
+  ModelArgs model;
+};
+
+void print_results(const QueryArgs& args, const ImageIndex& index, const std::string& query,
+                   const std::vector<SearchHit>& hits) {
+  if (args.format == "json") {
+    nlohmann::json out;
+    out["query"] = query;
+    out["results"] = nlohmann::json::array();
+    for (std::size_t r = 0; r < hits.size(); ++r)
+      out["results"].push_back({{"rank", r + 1}, {"path", index.entry(hits[r].id).path}, {"score", hits[r].score}});
+    std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  } else if (args.format == "tsv") {
+    for (std::size_t r = 0; r < hits.size(); ++r)
+      std::cout << query << '\t' << r + 1 << '\t' << fmt::format("{:.6f}", hits[r].score) << '\t'
+                << index.entry(hits[r].id).path << '\n';
+  } else {
+    std::cout << "query: " << query << '\n';
+    std::cout << fmt::format("{:>5}  {:>7}  {}\n", "rank", "score", "path");
+    for (std::size_t r = 0; r < hits.size(); ++r)
+      std::cout << fmt::format("{:>5}  {:>7.4f}  {}\n", r + 1, hits[r].score, index.entry(hits[r].id).path);
+    std::cout << '\n';
+  }
+  std::cout.flush();  // answer each query as it comes, for pipelines reading line by line
+}
+
+int run_query(QueryArgs args) {
+  if (args.json) args.format = "json";
+  const std::string index_path = resolve_index_path(args.index);
+  ImageIndex index = load_index(index_path);
+  auto model = load_model_for_index(args.model, index.model(), index_path);
+  const PreprocessConfig config = model->info().preprocess;
+  const DecodeOptions decode = args.model.decode();
+  std::vector<float> tensor(static_cast<std::size_t>(3) * config.input_size * config.input_size);
+  std::vector<float> vec(static_cast<std::size_t>(index.dim()));
+
+  std::size_t failures = 0, answered = 0;
+  auto answer = [&](const std::string& query) {
+    try {
+      const Image image = decode_image_file(query, decode);
+      preprocess(image, config, tensor.data());
+      model->embed(tensor.data(), 1, vec.data());
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::Model) throw;  // the model is broken: every query would fail
+      report_problem(e.what());
+      ++failures;
+      return;
+    }
+    const auto hits = args.exact ? index.search_exact(vec.data(), args.k) : index.search(vec.data(), args.k, args.ef);
+    print_results(args, index, query, hits);
+    ++answered;
+  };
+  for (const std::string& q : args.images) {
+    if (q != "-") {
+      answer(q);
+      continue;
+    }
+    // Stream: each line answered as soon as it is read, with the model loaded once.
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (!line.empty()) answer(line);
+    }
+  }
+  if (answered == 0 && failures > 0) return kExitFailure;
+  return failures > 0 ? kExitPartial : kExitOk;
+}
+
+}  // namespace
+
+void setup_query(CLI::App& app, Runner& runner) {
+  auto args = std::make_shared<QueryArgs>();
+  app.add_option("images", args->images, "query images ('-' reads paths from stdin, one a line)")->required();
+  app.add_option("-i,--index", args->index, "index file (default: $IMGSEARCH_INDEX, then ./imgsearch.index)");
+  app.add_option("-k", args->k, "number of results (default 9)")->check(CLI::Range(1, 100000));
+  app.add_option("--ef", args->ef, "HNSW search beam width (default: the index's, at least k)")->check(CLI::Range(1, 100000));
+  app.add_flag("--exact", args->exact, "rank by brute force over every vector instead of HNSW");
+  app.add_flag("--json", args->json, "one JSON object per query image per line (same as --format json)");
+  app.add_option("--format", args->format, "table (default), tsv (query, rank, score, path), or json")
+      ->check(CLI::IsMember({"table", "tsv", "json"}));
+  args->model.add_to(app);
+  app.callback([&runner, args] { runner = [args] { return run_query(*args); }; });
+}
+
+}  // namespace imgsearch::cli

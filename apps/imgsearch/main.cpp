@@ -1,0 +1,50 @@
+// imgsearch: content-based image search. Each subcommand lives in its own file and
+// only parses options and prints; the work is in the library.
+#include "cli_common.h"
+
+#include <imgsearch/error.h>
+#include <imgsearch/log.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+int main(int argc, char** argv) {
+  using namespace imgsearch;
+  using namespace imgsearch::cli;
+
+  CLI::App app{"imgsearch: find the images that look like a query image"};
+  app.set_version_flag("--version", "imgsearch 0.1.0");
+  app.require_subcommand(1);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "log more detail to stderr");
+
+  Runner runner;
+  setup_extract(*app.add_subcommand("extract", "images -> feature vectors file"), runner);
+  setup_index(*app.add_subcommand("index", "build or update an index over folders of images"), runner);
+  setup_query(*app.add_subcommand("query", "find the indexed images most similar to query images"), runner);
+  setup_info(*app.add_subcommand("info", "describe an index"), runner);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  set_log_callback([verbose](LogLevel level, const std::string& message) {
+    if (level == LogLevel::Warning) warn(message);
+    else if (verbose) std::fprintf(stderr, "imgsearch: %s\n", message.c_str());
+  });
+
+  try {
+    return runner();
+  } catch (const Error& e) {
+    report_problem(e.what());
+    return e.kind() == ErrorKind::InvalidArgument ? kExitUsage
+           : e.kind() == ErrorKind::Interrupted   ? kExitInterrupted
+                                                  : kExitFailure;
+  } catch (const std::exception& e) {
+    report_problem(std::string("unexpected error: ") + e.what());
+    return kExitFailure;
+  }
+}

@@ -1,0 +1,81 @@
+// An HNSW index (hnswlib) over L2-normalised image embeddings: inner product = cosine.
+#pragma once
+
+#include "imgsearch/model.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace imgsearch {
+
+class ImageIndex;
+namespace detail {
+class BinaryFileWriter;
+class ByteReader;
+void write_graph(const ImageIndex&, BinaryFileWriter&);
+void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*);
+}  // namespace detail
+
+struct HnswParams {
+  int M = 16;                 // links per node (2*M on the bottom layer)
+  int ef_construction = 200;  // beam width while building
+  int ef_search = 64;         // default beam width while searching (>= k is enforced)
+};
+
+// What the index knows about each indexed file, to tell unchanged files from changed ones.
+struct IndexEntry {
+  std::string path;  // absolute, lexically normal
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+};
+
+struct SearchHit {
+  std::uint32_t id = 0;  // entry number
+  float score = 0;       // cosine similarity
+};
+
+class ImageIndex {
+ public:
+  ImageIndex(int dim, HnswParams params, ModelInfo model);
+  ~ImageIndex();
+  ImageIndex(ImageIndex&&) noexcept;
+  ImageIndex& operator=(ImageIndex&&) noexcept;
+
+  int dim() const { return dim_; }
+  std::size_t size() const { return entries_.size(); }
+  const HnswParams& params() const { return params_; }
+  void set_default_ef(int ef) { params_.ef_search = ef; }
+  const ModelInfo& model() const { return model_; }
+  void set_model(ModelInfo model) { model_ = std::move(model); }
+  const IndexEntry& entry(std::size_t id) const { return entries_.at(id); }
+  const std::vector<IndexEntry>& entries() const { return entries_; }
+  const float* vector(std::size_t id) const;  // dim() floats
+
+  // Appends entries and links them into the graph, `threads` at a time (0 = all cores).
+  // `vectors` is entries.size() * dim() floats; rows are L2-normalised here.
+  void add(const std::vector<IndexEntry>& entries, const float* vectors, int threads = 0);
+  // Drops the entries for which `drop` is true; the graph is rebuilt from the stored
+  // vectors (no model needed). Returns how many were dropped.
+  std::size_t remove_if(const std::function<bool(const IndexEntry&)>& drop, int threads = 0);
+
+  // k best by HNSW, best first. ef = 0 uses params().ef_search.
+  std::vector<SearchHit> search(const float* query, int k, int ef = 0) const;
+  // k best by brute force over every vector, best first.
+  std::vector<SearchHit> search_exact(const float* query, int k) const;
+
+ private:
+  int dim_;
+  HnswParams params_;
+  ModelInfo model_;
+  std::vector<IndexEntry> entries_;
+  struct Impl;  // the hnswlib graph
+  std::unique_ptr<Impl> impl_;
+  friend ImageIndex load_index(const std::string& path);
+  friend void detail::write_graph(const ImageIndex&, detail::BinaryFileWriter&);
+  friend void detail::restore_graph(ImageIndex&, detail::ByteReader&, const std::uint8_t*);
+};
+
+}  // namespace imgsearch

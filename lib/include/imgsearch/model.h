@@ -1,0 +1,78 @@
+// A TorchScript image model that maps preprocessed images to L2-normalised embeddings.
+// A TorchScript file can run arbitrary code when loaded: load only models you trust.
+#pragma once
+
+#include "imgsearch/preprocess.h"
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace imgsearch {
+
+// What a model is and how to feed it. Exported models carry it inside the file
+// (extra file "imgsearch.json", written by models/export.py); foreign TorchScript files
+// get it from ModelOverrides.
+struct ModelInfo {
+  std::string name;          // e.g. "resnet50"
+  std::string weights;       // "imagenet", "random", "file:<name>", "imported", "" if unknown
+  int output_dim = 0;        // 0 until known (foreign models are probed on first use)
+  PreprocessConfig preprocess;
+  std::string color = "RGB";
+  bool has_embedded_metadata = false;
+
+  std::string path;          // the file it was loaded from (absolute)
+  std::string content_hash;  // XXH3-64 of the file, 16 hex digits
+
+  std::string to_json() const;  // compact JSON; the keys of docs/formats.md
+  static ModelInfo from_json(const std::string& json);  // throws Error(Format)
+};
+
+// Settings given on the command line; they win over embedded metadata.
+struct ModelOverrides {
+  std::optional<std::array<float, 3>> mean;
+  std::optional<std::array<float, 3>> std;
+  std::optional<int> input_size;
+  std::optional<int> resize;
+  bool any() const { return mean || std || input_size || resize; }
+};
+
+enum class Precision { Auto, Fp32, Bf16 };
+const char* to_string(Precision precision);
+Precision parse_precision(const std::string& text);  // "auto", "fp32", "bf16"
+// Whether this CPU runs bf16 natively (AVX512-BF16 or AMX); Auto picks bf16 only then.
+bool cpu_has_native_bf16();
+
+struct ModelOptions {
+  ModelOverrides overrides;
+  Precision precision = Precision::Auto;
+  int threads = 0;  // torch intra-op threads; 0 = all cores
+};
+
+class Model {
+ public:
+  // Throws Error(Model) naming the file when it is missing, truncated or not TorchScript.
+  static std::unique_ptr<Model> load(const std::string& path, const ModelOptions& options = {});
+  ~Model();
+
+  const ModelInfo& info() const { return info_; }
+  Precision precision() const { return precision_; }
+  int output_dim();  // runs the model once on a blank image when the metadata lacks it
+
+  // `input`: n preprocessed images, n * 3 * S * S floats (S = info().preprocess.input_size).
+  // `output`: n * output_dim() floats, each row L2-normalised. Not thread-safe.
+  void embed(const float* input, int n, float* output);
+
+ private:
+  Model();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  ModelInfo info_;
+  Precision precision_ = Precision::Fp32;
+};
+
+// XXH3-64 of a file's contents, 16 lowercase hex digits. Throws Error(Io).
+std::string hash_file(const std::string& path);
+
+}  // namespace imgsearch

@@ -1,0 +1,107 @@
+// The container shared by every file imgsearch writes (features files and indexes):
+// a magic, a format version, a table of named sections, and an XXH3-64 checksum for the
+// table and for each section. Layout: docs/formats.md. Little-endian only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <xxhash.h>
+
+namespace imgsearch::detail {
+
+constexpr std::size_t kMagicSize = 8;
+constexpr std::size_t kTagSize = 8;
+constexpr std::uint32_t kMaxSections = 64;
+constexpr std::size_t kSectionAlign = 64;
+
+// Writes to "<path>.tmp-<pid>", then fsync and rename over `path` in commit(); a writer
+// destroyed without commit() removes its temporary file, leaving `path` as it was.
+class BinaryFileWriter {
+ public:
+  BinaryFileWriter(const std::string& path, const char (&magic)[kMagicSize + 1], std::uint32_t version,
+                   std::uint32_t section_count);
+  ~BinaryFileWriter();
+  BinaryFileWriter(const BinaryFileWriter&) = delete;
+  BinaryFileWriter& operator=(const BinaryFileWriter&) = delete;
+
+  void begin_section(const char* tag);
+  void write(const void* data, std::size_t size);
+  void write_u32(std::uint32_t v) { write(&v, sizeof v); }
+  void write_u64(std::uint64_t v) { write(&v, sizeof v); }
+  void write_i64(std::int64_t v) { write(&v, sizeof v); }
+  void write_string(const std::string& s);  // u32 length + bytes
+  void end_section();
+  void commit();
+
+ private:
+  void raw_write(const void* data, std::size_t size);
+  struct Entry {
+    char tag[kTagSize];
+    std::uint64_t offset, size, checksum;
+  };
+  std::string path_, tmp_path_;
+  int fd_ = -1;
+  std::uint64_t pos_ = 0;
+  std::uint32_t version_;
+  char magic_[kMagicSize];
+  std::vector<Entry> entries_;
+  std::uint32_t expected_sections_;
+  XXH3_state_t* hash_ = nullptr;
+  bool in_section_ = false;
+  bool committed_ = false;
+  std::vector<char> buffer_;
+};
+
+// Maps a file read-only and checks its header; sections are checksummed when fetched.
+class BinaryFileReader {
+ public:
+  BinaryFileReader(const std::string& path, const char (&magic)[kMagicSize + 1], const char* what,
+                   std::uint32_t max_version);
+  ~BinaryFileReader();
+  BinaryFileReader(const BinaryFileReader&) = delete;
+  BinaryFileReader& operator=(const BinaryFileReader&) = delete;
+
+  std::uint32_t version() const { return version_; }
+  std::uint64_t file_size() const { return size_; }
+  bool has_section(const char* tag) const;
+  // Throws Error(Format) when the section is missing or its checksum does not match.
+  std::pair<const std::uint8_t*, std::size_t> section(const char* tag) const;
+  [[noreturn]] void fail(const std::string& reason) const;
+
+ private:
+  std::string path_;
+  const std::uint8_t* data_ = nullptr;
+  std::uint64_t size_ = 0;
+  std::uint32_t version_ = 0;
+  struct Entry {
+    std::string tag;
+    std::uint64_t offset, size, checksum;
+  };
+  std::vector<Entry> entries_;
+};
+
+// Bounds-checked cursor over one section; every read that would pass the end throws.
+class ByteReader {
+ public:
+  ByteReader(const BinaryFileReader& file, const char* tag);
+  std::uint32_t u32();
+  std::uint64_t u64();
+  std::int64_t i64();
+  std::string string(std::size_t max_length = 1 << 16);
+  const std::uint8_t* bytes(std::size_t n);
+  std::size_t remaining() const { return size_ - pos_; }
+  void expect_end() const;
+  [[noreturn]] void fail(const std::string& reason) const;
+
+ private:
+  const BinaryFileReader& file_;
+  std::string tag_;
+  const std::uint8_t* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace imgsearch::detail

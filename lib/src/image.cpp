@@ -1,0 +1,231 @@
+#include "imgsearch/image.h"
+
+#include "imgsearch/error.h"
+
+#include <stb_image.h>
+#include <turbojpeg.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <sys/stat.h>
+
+namespace imgsearch {
+
+namespace {
+
+constexpr std::uint64_t kMaxFileBytes = 1ull << 30;  // 1 GiB: no photo is bigger
+
+std::vector<std::uint8_t> read_file_bytes(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) throw_error(ErrorKind::Io, "{}: cannot open: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (fstat(fileno(file.get()), &st) != 0) throw_error(ErrorKind::Io, "{}: cannot stat: {}", path, std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) throw_error(ErrorKind::Io, "{}: is a directory", path);
+  if (!S_ISREG(st.st_mode)) throw_error(ErrorKind::Io, "{}: not a regular file", path);
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxFileBytes)
+    throw_error(ErrorKind::Decode, "{}: file too large ({} bytes)", path, st.st_size);
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
+  const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), file.get());
+  if (got != bytes.size()) throw_error(ErrorKind::Io, "{}: read error: {}", path, std::strerror(errno));
+  return bytes;
+}
+
+bool is_jpeg(const std::uint8_t* data, std::size_t size) {
+  return size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
+}
+
+// EXIF orientation (tag 0x0112) from a JPEG's APP1 segment; 1 when absent or unreadable.
+int jpeg_exif_orientation(const std::uint8_t* data, std::size_t size) {
+  std::size_t pos = 2;
+  while (pos + 4 <= size) {
+    if (data[pos] != 0xFF) return 1;
+    const std::uint8_t marker = data[pos + 1];
+    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+      pos += 2;
+      continue;
+    }
+    if (marker == 0xFF) {  // fill byte
+      pos += 1;
+      continue;
+    }
+    if (marker == 0xDA || marker == 0xD9) return 1;  // image data starts: no EXIF before it
+    const std::size_t length = (static_cast<std::size_t>(data[pos + 2]) << 8) | data[pos + 3];
+    if (length < 2 || pos + 2 + length > size) return 1;
+    const std::uint8_t* seg = data + pos + 4;
+    const std::size_t seg_len = length - 2;
+    if (marker == 0xE1 && seg_len >= 14 && std::memcmp(seg, "Exif\0\0", 6) == 0) {
+      const std::uint8_t* tiff = seg + 6;
+      const std::size_t tiff_len = seg_len - 6;
+      const bool little = tiff[0] == 'I' && tiff[1] == 'I';
+      if (!little && !(tiff[0] == 'M' && tiff[1] == 'M')) return 1;
+      auto u16 = [&](std::size_t off) -> std::uint32_t {
+        return little ? (tiff[off] | (tiff[off + 1] << 8)) : ((tiff[off] << 8) | tiff[off + 1]);
+      };
+      auto u32 = [&](std::size_t off) -> std::uint32_t {
+        return little ? (std::uint32_t(tiff[off]) | (std::uint32_t(tiff[off + 1]) << 8) |
+                         (std::uint32_t(tiff[off + 2]) << 16) | (std::uint32_t(tiff[off + 3]) << 24))
+                      : ((std::uint32_t(tiff[off]) << 24) | (std::uint32_t(tiff[off + 1]) << 16) |
+                         (std::uint32_t(tiff[off + 2]) << 8) | std::uint32_t(tiff[off + 3]));
+      };
+      const std::uint32_t ifd = u32(4);
+      if (ifd > tiff_len || tiff_len - ifd < 2) return 1;
+      const std::uint32_t count = u16(ifd);
+      for (std::uint32_t i = 0; i < count; ++i) {
+        const std::size_t e = ifd + 2 + std::size_t(i) * 12;
+        if (e + 12 > tiff_len) return 1;
+        if (u16(e) == 0x0112) {
+          const std::uint32_t value = u16(e + 8);
+          return value >= 1 && value <= 8 ? static_cast<int>(value) : 1;
+        }
+      }
+      return 1;
+    }
+    pos += 2 + length;
+  }
+  return 1;
+}
+
+// Applies an EXIF orientation so the image shows as a photo viewer would show it.
+Image apply_orientation(Image in, int orientation) {
+  if (orientation <= 1 || orientation > 8) return in;
+  const int w = in.width, h = in.height;
+  const bool swap = orientation >= 5;
+  Image out;
+  out.width = swap ? h : w;
+  out.height = swap ? w : h;
+  out.pixels.resize(in.pixels.size());
+  for (int y = 0; y < out.height; ++y) {
+    for (int x = 0; x < out.width; ++x) {
+      int sx = 0, sy = 0;  // source pixel for output (x, y)
+      switch (orientation) {
+        case 2: sx = w - 1 - x; sy = y; break;              // mirrored horizontally
+        case 3: sx = w - 1 - x; sy = h - 1 - y; break;      // rotated 180
+        case 4: sx = x; sy = h - 1 - y; break;              // mirrored vertically
+        case 5: sx = y; sy = x; break;                      // transposed
+        case 6: sx = y; sy = h - 1 - x; break;              // rotated 90 CW to view
+        case 7: sx = w - 1 - y; sy = h - 1 - x; break;      // transversed
+        case 8: sx = w - 1 - y; sy = x; break;              // rotated 90 CCW to view
+      }
+      std::memcpy(&out.pixels[(std::size_t(y) * out.width + x) * 3], &in.pixels[(std::size_t(sy) * w + sx) * 3], 3);
+    }
+  }
+  return out;
+}
+
+void check_pixel_limit(std::uint64_t width, std::uint64_t height, const DecodeOptions& options, const std::string& name) {
+  if (width == 0 || height == 0) throw_error(ErrorKind::Decode, "{}: image has no pixels", name);
+  if (width * height > options.max_pixels)
+    throw_error(ErrorKind::Decode, "{}: {}x{} pixels exceeds the limit of {} pixels", name, width, height,
+                options.max_pixels);
+}
+
+Image decode_jpeg(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
+  std::unique_ptr<void, int (*)(tjhandle)> handle(tjInitDecompress(), &tjDestroy);
+  if (!handle) throw_error(ErrorKind::Decode, "{}: cannot initialise the JPEG decoder", name);
+  int width = 0, height = 0, subsamp = 0, colorspace = 0;
+  if (tjDecompressHeader3(handle.get(), data, static_cast<unsigned long>(size), &width, &height, &subsamp, &colorspace) !=
+      0)
+    throw_error(ErrorKind::Decode, "{}: not a valid JPEG: {}", name, tjGetErrorStr2(handle.get()));
+  check_pixel_limit(static_cast<std::uint64_t>(width), static_cast<std::uint64_t>(height), options, name);
+
+  // DCT-domain downscaling: decoding at 1/2, 1/4 or 1/8 is far cheaper than decoding at
+  // full size and resizing, when the result is shrunk a lot anyway.
+  int out_w = width, out_h = height;
+  if (options.min_shorter_side > 0) {
+    int count = 0;
+    const tjscalingfactor* factors = tjGetScalingFactors(&count);
+    const int shorter = std::min(width, height);
+    int best = shorter;
+    for (int i = 0; i < count; ++i) {
+      if (factors[i].num >= factors[i].denom) continue;
+      const int scaled = TJSCALED(shorter, factors[i]);
+      if (scaled >= options.min_shorter_side && scaled < best) {
+        best = scaled;
+        out_w = TJSCALED(width, factors[i]);
+        out_h = TJSCALED(height, factors[i]);
+      }
+    }
+  }
+
+  const bool cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK;
+  const int channels = cmyk ? 4 : 3;
+  std::vector<std::uint8_t> buffer(std::size_t(out_w) * out_h * channels);
+  const int rc = tjDecompress2(handle.get(), data, static_cast<unsigned long>(size), buffer.data(), out_w, 0, out_h,
+                               cmyk ? TJPF_CMYK : TJPF_RGB, 0);
+  if (rc != 0) {
+    const char* why = tjGetErrorStr2(handle.get());
+    // Benign warnings ("extraneous bytes before marker") are common in real photos and
+    // PIL accepts them too. A truncated file is different: libjpeg-turbo fills the
+    // missing rows with grey, which would silently give a wrong embedding.
+    if (tjGetErrorCode(handle.get()) == TJERR_FATAL) throw_error(ErrorKind::Decode, "{}: cannot decode JPEG: {}", name, why);
+    if (std::strstr(why, "Premature end") != nullptr) throw_error(ErrorKind::Decode, "{}: truncated JPEG", name);
+  }
+  Image image;
+  image.width = out_w;
+  image.height = out_h;
+  if (!cmyk) {
+    image.pixels = std::move(buffer);
+  } else {
+    // Adobe-style (inverted) CMYK, as written by Photoshop: R = C*K/255 and so on.
+    image.pixels.resize(std::size_t(out_w) * out_h * 3);
+    for (std::size_t i = 0, n = std::size_t(out_w) * out_h; i < n; ++i) {
+      const unsigned k = buffer[i * 4 + 3];
+      for (int c = 0; c < 3; ++c) image.pixels[i * 3 + c] = static_cast<std::uint8_t>((buffer[i * 4 + c] * k + 127) / 255);
+    }
+  }
+  if (options.apply_exif_orientation) image = apply_orientation(std::move(image), jpeg_exif_orientation(data, size));
+  return image;
+}
+
+Image decode_with_stb(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
+  if (size > static_cast<std::size_t>(INT32_MAX)) throw_error(ErrorKind::Decode, "{}: file too large", name);
+  int width = 0, height = 0, channels = 0;
+  const int len = static_cast<int>(size);
+  if (!stbi_info_from_memory(data, len, &width, &height, &channels)) {
+    const char* why = stbi_failure_reason();
+    throw_error(ErrorKind::Decode, "{}: not a supported image ({})", name, why ? why : "unknown format");
+  }
+  check_pixel_limit(static_cast<std::uint64_t>(width), static_cast<std::uint64_t>(height), options, name);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, len, &width, &height, &channels, 3),
+                                                   &stbi_image_free);
+  if (!pixels) {
+    const char* why = stbi_failure_reason();
+    throw_error(ErrorKind::Decode, "{}: cannot decode: {}", name, why ? why : "unknown error");
+  }
+  Image image;
+  image.width = width;
+  image.height = height;
+  image.pixels.assign(pixels.get(), pixels.get() + std::size_t(width) * height * 3);
+  return image;
+}
+
+}  // namespace
+
+Image decode_image_memory(const std::uint8_t* data, std::size_t size, const DecodeOptions& options,
+                          const std::string& name) {
+  if (size == 0) throw_error(ErrorKind::Decode, "{}: empty file", name);
+  if (is_jpeg(data, size)) return decode_jpeg(data, size, options, name);
+  return decode_with_stb(data, size, options, name);
+}
+
+Image decode_image_file(const std::string& path, const DecodeOptions& options) {
+  const std::vector<std::uint8_t> bytes = read_file_bytes(path);
+  return decode_image_memory(bytes.data(), bytes.size(), options, path);
+}
+
+bool has_image_extension(const std::string& path) {
+  const auto dot = path.find_last_of('.');
+  if (dot == std::string::npos || path.find('/', dot) != std::string::npos) return false;
+  std::string ext = path.substr(dot + 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  static const char* const kExtensions[] = {"jpg", "jpeg", "jpe", "png", "bmp", "gif", "tga", "pnm", "ppm", "pgm"};
+  for (const char* e : kExtensions)
+    if (ext == e) return true;
+  return false;
+}
+
+}  // namespace imgsearch

@@ -1,0 +1,273 @@
+#include "imgsearch/index.h"
+
+#include "imgsearch/error.h"
+#include "binary_file.h"
+#include "index_graph.h"
+
+#include <hnswlib/hnswlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+namespace imgsearch {
+
+struct ImageIndex::Impl {
+  std::unique_ptr<hnswlib::InnerProductSpace> space;
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw;  // null while empty
+  std::vector<hnswlib::tableint> internal_of;             // entry id -> hnswlib internal id
+
+  explicit Impl(int dim) : space(std::make_unique<hnswlib::InnerProductSpace>(static_cast<std::size_t>(dim))) {}
+};
+
+namespace {
+
+int resolve_threads(int threads) {
+  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// Runs fn(i) for i in [begin, end) on `threads` threads; rethrows the first exception.
+template <typename Fn>
+void parallel_for(std::size_t begin, std::size_t end, int threads, Fn fn) {
+  if (threads <= 1 || end - begin < 64) {
+    for (std::size_t i = begin; i < end; ++i) fn(i);
+    return;
+  }
+  std::atomic<std::size_t> next{begin};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (;;) {
+        const std::size_t i = next.fetch_add(1);
+        if (i >= end) return;
+        try {
+          fn(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!error) error = std::current_exception();
+          next = end;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
+ImageIndex::ImageIndex(int dim, HnswParams params, ModelInfo model)
+    : dim_(dim), params_(params), model_(std::move(model)) {
+  IMGSEARCH_CHECK(dim > 0 && dim <= (1 << 16), ErrorKind::InvalidArgument, "index: bad dimension {}", dim);
+  IMGSEARCH_CHECK(params.M >= 2 && params.M <= 256, ErrorKind::InvalidArgument, "index: M must be in 2..256, not {}",
+                  params.M);
+  IMGSEARCH_CHECK(params.ef_construction >= 1 && params.ef_search >= 1, ErrorKind::InvalidArgument,
+                  "index: ef values must be positive");
+  impl_ = std::make_unique<Impl>(dim);
+}
+
+ImageIndex::~ImageIndex() = default;
+ImageIndex::ImageIndex(ImageIndex&&) noexcept = default;
+ImageIndex& ImageIndex::operator=(ImageIndex&&) noexcept = default;
+
+const float* ImageIndex::vector(std::size_t id) const {
+  IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  return reinterpret_cast<const float*>(impl_->hnsw->getDataByInternalId(impl_->internal_of[id]));
+}
+
+void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+  if (entries.empty()) return;
+  const std::size_t base = entries_.size();
+  const std::size_t total = base + entries.size();
+  // Normalise a copy: callers may hand in raw model output.
+  std::vector<float> rows(vectors, vectors + entries.size() * dim_);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    float* r = rows.data() + i * dim_;
+    double norm = 0;
+    for (int d = 0; d < dim_; ++d) norm += double(r[d]) * r[d];
+    IMGSEARCH_CHECK(std::isfinite(norm) && norm > 0, ErrorKind::InvalidArgument, "{}: zero or non-finite vector",
+                    entries[i].path);
+    const float inv = static_cast<float>(1.0 / std::sqrt(norm));
+    for (int d = 0; d < dim_; ++d) r[d] *= inv;
+  }
+  auto& hnsw = impl_->hnsw;
+  if (!hnsw) {
+    hnsw = std::make_unique<hnswlib::HierarchicalNSW<float>>(impl_->space.get(), total, params_.M,
+                                                              params_.ef_construction);
+  } else if (total > hnsw->max_elements_) {
+    // hnswlib never grows by itself; grow geometrically so repeated adds stay linear.
+    hnsw->resizeIndex(std::max(total, hnsw->max_elements_ + hnsw->max_elements_ / 2));
+  }
+  std::size_t start = 0;
+  if (base == 0) {  // the first node sets the entry point: insert it alone
+    hnsw->addPoint(rows.data(), 0);
+    start = 1;
+  }
+  parallel_for(start, entries.size(), resolve_threads(threads),
+               [&](std::size_t i) { hnsw->addPoint(rows.data() + i * dim_, base + i); });
+  entries_.insert(entries_.end(), entries.begin(), entries.end());
+  impl_->internal_of.resize(total);
+  for (std::size_t id = base; id < total; ++id) impl_->internal_of[id] = hnsw->label_lookup_.at(id);
+}
+
+std::size_t ImageIndex::remove_if(const std::function<bool(const IndexEntry&)>& drop, int threads) {
+  std::vector<std::size_t> keep;
+  for (std::size_t i = 0; i < entries_.size(); ++i)
+    if (!drop(entries_[i])) keep.push_back(i);
+  const std::size_t removed = entries_.size() - keep.size();
+  if (removed == 0) return 0;
+  std::vector<float> rows(keep.size() * dim_);
+  std::vector<IndexEntry> kept;
+  kept.reserve(keep.size());
+  for (std::size_t j = 0; j < keep.size(); ++j) {
+    std::memcpy(rows.data() + j * dim_, vector(keep[j]), sizeof(float) * dim_);
+    kept.push_back(std::move(entries_[keep[j]]));
+  }
+  // hnswlib only marks deletions; rebuilding keeps the graph clean and ids dense.
+  entries_.clear();
+  impl_->hnsw.reset();
+  impl_->internal_of.clear();
+  add(kept, rows.data(), threads);
+  return removed;
+}
+
+std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) const {
+  std::vector<SearchHit> hits;
+  if (k <= 0 || entries_.empty()) return hits;
+  auto& hnsw = *impl_->hnsw;
+  hnsw.setEf(static_cast<std::size_t>(std::max(ef > 0 ? ef : params_.ef_search, k)));
+  auto heap = hnsw.searchKnn(query, static_cast<std::size_t>(k));
+  hits.resize(heap.size());
+  for (std::size_t i = heap.size(); i-- > 0;) {
+    hits[i] = {static_cast<std::uint32_t>(heap.top().second), 1.0f - heap.top().first};
+    heap.pop();
+  }
+  return hits;
+}
+
+std::vector<SearchHit> ImageIndex::search_exact(const float* query, int k) const {
+  std::vector<SearchHit> all(entries_.size());
+  const auto distance = impl_->space->get_dist_func();
+  void* param = impl_->space->get_dist_func_param();
+  for (std::size_t i = 0; i < entries_.size(); ++i)
+    all[i] = {static_cast<std::uint32_t>(i), 1.0f - distance(query, vector(i), param)};
+  const std::size_t n = std::min<std::size_t>(std::max(k, 0), all.size());
+  std::partial_sort(all.begin(), all.begin() + n, all.end(), [](const SearchHit& a, const SearchHit& b) {
+    return a.score > b.score || (a.score == b.score && a.id < b.id);
+  });
+  all.resize(n);
+  return all;
+}
+
+namespace detail {
+
+void write_graph(const ImageIndex& index, BinaryFileWriter& out) {
+  // The graph, with hnswlib's internal ids translated to entry ids.
+  const ImageIndex::Impl& impl = *index.impl_;
+  const std::size_t n = index.size();
+  if (n > 0) {
+    const auto& h = *impl.hnsw;
+    out.write_u32(static_cast<std::uint32_t>(h.maxlevel_));
+    out.write_u32(static_cast<std::uint32_t>(h.getExternalLabel(h.enterpoint_node_)));
+    std::vector<std::uint32_t> links;
+    for (std::size_t id = 0; id < n; ++id) {
+      const hnswlib::tableint internal = impl.internal_of[id];
+      const int level = h.element_levels_[internal];
+      out.write_u32(static_cast<std::uint32_t>(level));
+      for (int l = 0; l <= level; ++l) {
+        hnswlib::linklistsizeint* ll = l == 0 ? h.get_linklist0(internal) : h.get_linklist(internal, l);
+        const std::uint32_t count = h.getListCount(ll);
+        const auto* ids = reinterpret_cast<const hnswlib::tableint*>(ll + 1);
+        links.resize(count);
+        for (std::uint32_t j = 0; j < count; ++j) links[j] = static_cast<std::uint32_t>(h.getExternalLabel(ids[j]));
+        out.write_u32(count);
+        out.write(links.data(), sizeof(std::uint32_t) * count);
+      }
+    }
+  }
+}
+
+void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs) {
+  constexpr std::uint32_t kMaxLevel = 64;  // hnswlib levels are ~log_M(n): 64 is unreachable
+  const std::uint64_t count = index.size();
+  const int dim = index.dim();
+  const HnswParams params = index.params();
+  if (count == 0) {
+    g.expect_end();
+    return;
+  }
+  ImageIndex::Impl& impl = *index.impl_;
+  impl.hnsw = std::make_unique<hnswlib::HierarchicalNSW<float>>(impl.space.get(), count, params.M, params.ef_construction);
+  auto& h = *impl.hnsw;
+  const std::uint32_t max_level = g.u32();
+  const std::uint32_t enter_point = g.u32();
+  if (max_level > kMaxLevel) g.fail("bad top level " + std::to_string(max_level));
+  if (enter_point >= count) g.fail("entry point out of range");
+
+  // First pass: levels, so that every link can be checked against its target's level.
+  // hnswlib follows links without checks; a link to a node lacking that layer would
+  // read out of bounds.
+  std::vector<std::uint32_t> levels(count);
+  {
+    detail::ByteReader scan = g;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const std::uint32_t level = scan.u32();
+      if (level > max_level) scan.fail("node " + std::to_string(i) + " level above the top level");
+      levels[i] = level;
+      for (std::uint32_t l = 0; l <= level; ++l) {
+        const std::uint32_t n = scan.u32();
+        const std::size_t cap = l == 0 ? h.maxM0_ : h.maxM_;
+        if (n > cap) scan.fail("node " + std::to_string(i) + " has " + std::to_string(n) + " links, more than " + std::to_string(cap));
+        scan.bytes(std::size_t(n) * 4);
+      }
+    }
+    scan.expect_end();
+  }
+  if (levels[enter_point] != max_level) g.fail("entry point is not on the top level");
+
+  for (std::uint64_t i = 0; i < count; ++i) {
+    const auto id = static_cast<hnswlib::tableint>(i);
+    char* element = h.data_level0_memory_ + i * h.size_data_per_element_;
+    std::memset(element, 0, h.size_data_per_element_);
+    std::memcpy(h.getDataByInternalId(id), vecs + i * dim * sizeof(float), sizeof(float) * dim);
+    h.setExternalLabel(id, i);
+    h.label_lookup_[i] = id;
+    const std::uint32_t level = g.u32();
+    h.element_levels_[i] = static_cast<int>(level);
+    h.linkLists_[i] = nullptr;
+    if (level > 0) {
+      h.linkLists_[i] = static_cast<char*>(std::calloc(level, h.size_links_per_element_));
+      if (!h.linkLists_[i]) g.fail("out of memory");
+    }
+    h.cur_element_count = i + 1;  // from here on the destructor frees this node's lists
+    for (std::uint32_t l = 0; l <= level; ++l) {
+      const std::uint32_t n = g.u32();
+      hnswlib::linklistsizeint* ll = l == 0 ? h.get_linklist0(id) : h.get_linklist(id, static_cast<int>(l));
+      h.setListCount(ll, static_cast<unsigned short>(n));
+      auto* out = reinterpret_cast<hnswlib::tableint*>(ll + 1);
+      const std::uint8_t* raw = g.bytes(std::size_t(n) * 4);
+      for (std::uint32_t j = 0; j < n; ++j) {
+        std::uint32_t target;
+        std::memcpy(&target, raw + j * 4, 4);
+        if (target >= count || target == i) g.fail("node " + std::to_string(i) + " links to bad node " + std::to_string(target));
+        if (levels[target] < l) g.fail("node " + std::to_string(i) + " links to node " + std::to_string(target) + " on a layer it lacks");
+        out[j] = target;
+      }
+    }
+  }
+  h.enterpoint_node_ = enter_point;
+  h.maxlevel_ = static_cast<int>(max_level);
+  impl.internal_of.resize(count);
+  for (std::uint64_t i = 0; i < count; ++i) impl.internal_of[i] = static_cast<hnswlib::tableint>(i);
+}
+
+}  // namespace detail
+
+}  // namespace imgsearch

@@ -1,0 +1,113 @@
+#include "imgsearch/index_io.h"
+
+#include "binary_file.h"
+#include "imgsearch/error.h"
+#include "index_graph.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+
+namespace imgsearch {
+
+namespace {
+constexpr char kMagic[] = "IMGSINDX";
+constexpr std::uint32_t kVersion = 1;
+constexpr std::uint64_t kMaxEntries = 0xFFFFFFF0ull;
+constexpr std::size_t kMaxPathBytes = 1 << 16;
+}  // namespace
+
+void save_index(const ImageIndex& index, const std::string& path) {
+  const std::size_t n = index.size();
+  const int dim = index.dim();
+  detail::BinaryFileWriter out(path, kMagic, kVersion, 4);
+
+  nlohmann::json meta;
+  meta["count"] = n;
+  meta["dim"] = dim;
+  meta["metric"] = "cosine";
+  meta["dtype"] = "float32";
+  meta["hnsw"] = {{"M", index.params().M},
+                  {"ef_construction", index.params().ef_construction},
+                  {"ef_search", index.params().ef_search}};
+  meta["model"] = nlohmann::json::parse(index.model().to_json());
+  const std::string meta_text = meta.dump();
+  out.begin_section("META");
+  out.write(meta_text.data(), meta_text.size());
+  out.end_section();
+
+  out.begin_section("VECS");
+  for (std::size_t id = 0; id < n; ++id) out.write(index.vector(id), sizeof(float) * dim);
+  out.end_section();
+
+  out.begin_section("ENTRIES");
+  for (const IndexEntry& e : index.entries()) {
+    out.write_string(e.path);
+    out.write_u64(e.size);
+    out.write_i64(e.mtime_ns);
+  }
+  out.end_section();
+
+  out.begin_section("GRAPH");
+  detail::write_graph(index, out);
+  out.end_section();
+  out.commit();
+}
+
+ImageIndex load_index(const std::string& path) {
+  detail::BinaryFileReader in(path, kMagic, "index", kVersion);
+  std::uint64_t count = 0;
+  int dim = 0;
+  HnswParams params;
+  ModelInfo model;
+  {
+    const auto [data, size] = in.section("META");
+    try {
+      const nlohmann::json meta = nlohmann::json::parse(data, data + size);
+      count = meta.at("count").get<std::uint64_t>();
+      const std::uint64_t d = meta.at("dim").get<std::uint64_t>();
+      if (d == 0 || d > (1 << 16)) in.fail("bad dimension " + std::to_string(d));
+      dim = static_cast<int>(d);
+      if (count > kMaxEntries) in.fail("bad entry count " + std::to_string(count));
+      if (meta.at("metric").get<std::string>() != "cosine" || meta.at("dtype").get<std::string>() != "float32")
+        in.fail("unsupported metric or dtype");
+      const auto& h = meta.at("hnsw");
+      params.M = h.at("M").get<int>();
+      params.ef_construction = h.at("ef_construction").get<int>();
+      params.ef_search = h.at("ef_search").get<int>();
+      if (params.M < 2 || params.M > 256 || params.ef_construction < 1 || params.ef_construction > 1 << 20 ||
+          params.ef_search < 1 || params.ef_search > 1 << 20)
+        in.fail("bad HNSW parameters");
+      model = ModelInfo::from_json(meta.at("model").dump());
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      in.fail(std::string("bad metadata: ") + e.what());
+    }
+  }
+
+  const auto [vecs, vecs_size] = in.section("VECS");
+  if (vecs_size / sizeof(float) / dim != count || vecs_size != count * dim * sizeof(float))
+    in.fail("vector section size does not match " + std::to_string(count) + " x " + std::to_string(dim));
+
+  ImageIndex index(dim, params, std::move(model));
+  {
+    detail::ByteReader r(in, "ENTRIES");
+    if (count > r.remaining() / 20) in.fail("entry section too short for " + std::to_string(count) + " entries");
+    index.entries_.reserve(count);
+    for (std::uint64_t i = 0; i < count; ++i) {
+      IndexEntry e;
+      e.path = r.string(kMaxPathBytes);
+      e.size = r.u64();
+      e.mtime_ns = r.i64();
+      index.entries_.push_back(std::move(e));
+    }
+    r.expect_end();
+  }
+
+  detail::ByteReader graph(in, "GRAPH");
+  detail::restore_graph(index, graph, vecs);
+  return index;
+}
+
+}  // namespace imgsearch

@@ -1,0 +1,266 @@
+#include "imgsearch/model.h"
+
+#include "imgsearch/error.h"
+#include "imgsearch/file_scan.h"
+#include "imgsearch/log.h"
+
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+#include <torch/script.h>
+#include <torch/torch.h>
+#include <xxhash.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+namespace imgsearch {
+
+namespace {
+
+constexpr const char* kMetadataFile = "imgsearch.json";
+
+std::array<float, 3> read_triple(const nlohmann::json& j, const char* key) {
+  const auto& v = j.at(key);
+  if (!v.is_array() || v.size() != 3) throw std::runtime_error(std::string(key) + " must be 3 numbers");
+  return {v[0].get<float>(), v[1].get<float>(), v[2].get<float>()};
+}
+
+std::string first_line(const std::string& text) {
+  const auto nl = text.find('\n');
+  return nl == std::string::npos ? text : text.substr(0, nl);
+}
+
+// Reads the exporter's metadata into `info`; throws std::exception on bad content.
+void apply_metadata_json(const nlohmann::json& j, ModelInfo& info) {
+  if (j.contains("name")) info.name = j.at("name").get<std::string>();
+  if (j.contains("weights")) info.weights = j.at("weights").get<std::string>();
+  if (j.contains("output_dim")) info.output_dim = j.at("output_dim").get<int>();
+  if (j.contains("input_size")) info.preprocess.input_size = j.at("input_size").get<int>();
+  if (j.contains("resize")) info.preprocess.resize = j.at("resize").get<int>();
+  if (j.contains("mean")) info.preprocess.mean = read_triple(j, "mean");
+  if (j.contains("std")) info.preprocess.std = read_triple(j, "std");
+  if (j.contains("pixel_scale")) info.preprocess.pixel_scale = j.at("pixel_scale").get<float>();
+  if (j.contains("color")) info.color = j.at("color").get<std::string>();
+}
+
+void validate(const ModelInfo& info, const std::string& where) {
+  const auto& p = info.preprocess;
+  IMGSEARCH_CHECK(p.input_size >= 16 && p.input_size <= 4096, ErrorKind::Model, "{}: bad input size {}", where,
+                  p.input_size);
+  IMGSEARCH_CHECK(p.resize >= p.input_size && p.resize <= 8192, ErrorKind::Model,
+                  "{}: resize {} must be at least the input size {}", where, p.resize, p.input_size);
+  for (int c = 0; c < 3; ++c)
+    IMGSEARCH_CHECK(std::isfinite(p.mean[c]) && std::isfinite(p.std[c]) && p.std[c] > 0, ErrorKind::Model,
+                    "{}: bad mean/std", where);
+  IMGSEARCH_CHECK(p.pixel_scale > 0, ErrorKind::Model, "{}: bad pixel_scale", where);
+  IMGSEARCH_CHECK(info.color == "RGB" || info.color == "BGR", ErrorKind::Model, "{}: unsupported colour order {}", where,
+                  info.color);
+  IMGSEARCH_CHECK(info.output_dim >= 0 && info.output_dim <= (1 << 20), ErrorKind::Model, "{}: bad output_dim {}", where,
+                  info.output_dim);
+}
+
+}  // namespace
+
+std::string ModelInfo::to_json() const {
+  nlohmann::json j;
+  j["name"] = name;
+  j["weights"] = weights;
+  j["output_dim"] = output_dim;
+  j["input_size"] = preprocess.input_size;
+  j["resize"] = preprocess.resize;
+  j["interpolation"] = "bilinear-antialias";
+  j["mean"] = preprocess.mean;
+  j["std"] = preprocess.std;
+  j["pixel_scale"] = preprocess.pixel_scale;
+  j["color"] = color;
+  j["path"] = path;
+  j["content_hash"] = content_hash;
+  j["embedded_metadata"] = has_embedded_metadata;
+  return j.dump();
+}
+
+ModelInfo ModelInfo::from_json(const std::string& text) {
+  ModelInfo info;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    apply_metadata_json(j, info);
+    if (j.contains("path")) info.path = j.at("path").get<std::string>();
+    if (j.contains("content_hash")) info.content_hash = j.at("content_hash").get<std::string>();
+    if (j.contains("embedded_metadata")) info.has_embedded_metadata = j.at("embedded_metadata").get<bool>();
+  } catch (const std::exception& e) {
+    throw_error(ErrorKind::Format, "bad model metadata: {}", e.what());
+  }
+  validate(info, "model metadata");
+  return info;
+}
+
+const char* to_string(Precision precision) {
+  switch (precision) {
+    case Precision::Auto: return "auto";
+    case Precision::Fp32: return "fp32";
+    case Precision::Bf16: return "bf16";
+  }
+  return "?";
+}
+
+Precision parse_precision(const std::string& text) {
+  if (text == "auto") return Precision::Auto;
+  if (text == "fp32") return Precision::Fp32;
+  if (text == "bf16") return Precision::Bf16;
+  throw_error(ErrorKind::InvalidArgument, "unknown precision '{}' (expected auto, fp32 or bf16)", text);
+}
+
+bool cpu_has_native_bf16() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line);
+    std::string w;
+    while (words >> w)
+      if (w == "avx512_bf16" || w == "amx_bf16") return true;
+    return false;
+  }
+  return false;
+}
+
+std::string hash_file(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) throw_error(ErrorKind::Io, "{}: cannot open: {}", path, std::strerror(errno));
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(), &XXH3_freeState);
+  XXH3_64bits_reset(state.get());
+  std::vector<char> buffer(1 << 20);
+  std::size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) XXH3_64bits_update(state.get(), buffer.data(), n);
+  if (std::ferror(file.get())) throw_error(ErrorKind::Io, "{}: read error", path);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH3_64bits_digest(state.get())));
+  return hex;
+}
+
+struct Model::Impl {
+  torch::jit::Module module;
+  torch::Dtype dtype = torch::kFloat32;
+};
+
+Model::Model() : impl_(std::make_unique<Impl>()) {}
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& options) {
+  std::unique_ptr<Model> model(new Model());
+  ModelInfo& info = model->info_;
+  info.path = absolute_path(path);
+  {
+    std::FILE* probe = std::fopen(path.c_str(), "rb");
+    if (!probe) throw_error(ErrorKind::Model, "{}: cannot open model: {}", path, std::strerror(errno));
+    std::fclose(probe);
+  }
+  info.content_hash = hash_file(path);
+
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Torch defaults to half the cores here; set it explicitly.
+  torch::set_num_threads(threads);
+
+  torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
+  try {
+    model->impl_->module = torch::jit::load(path, torch::kCPU, extra);
+  } catch (const std::exception& e) {
+    throw_error(ErrorKind::Model, "{}: not a loadable TorchScript model: {}", path, first_line(e.what()));
+  }
+
+  const std::string& meta = extra[kMetadataFile];
+  info.name = std::filesystem::path(path).stem().string();
+  if (!meta.empty()) {
+    try {
+      apply_metadata_json(nlohmann::json::parse(meta), info);
+    } catch (const std::exception& e) {
+      throw_error(ErrorKind::Model, "{}: bad embedded metadata: {}", path, e.what());
+    }
+    info.has_embedded_metadata = true;
+  } else if (!options.overrides.mean || !options.overrides.std) {
+    log(LogLevel::Warning, fmt::format("{}: the model carries no preprocessing metadata; assuming ImageNet mean/std. "
+                                       "Pass --mean and --std, or make it self-describing with models/export.py import",
+                                       path));
+  }
+  const ModelOverrides& o = options.overrides;
+  if (o.mean) info.preprocess.mean = *o.mean;
+  if (o.std) info.preprocess.std = *o.std;
+  if (o.input_size) info.preprocess.input_size = *o.input_size;
+  if (o.resize) info.preprocess.resize = *o.resize;
+  else if (o.input_size && !info.has_embedded_metadata)
+    info.preprocess.resize = static_cast<int>(std::lround(*o.input_size * 256.0 / 224.0));
+  validate(info, path);
+
+  Precision precision = options.precision;
+  if (precision == Precision::Auto) precision = cpu_has_native_bf16() ? Precision::Bf16 : Precision::Fp32;
+  torch::jit::Module& module = model->impl_->module;
+  module.eval();
+  if (precision == Precision::Bf16 && module.parameters().size() == 0) {
+    // A frozen module keeps its weights as constants, which .to() cannot convert.
+    log(LogLevel::Warning, fmt::format("{}: frozen module, running in fp32", path));
+    precision = Precision::Fp32;
+  }
+  try {
+    if (precision == Precision::Bf16) {
+      module.to(torch::kBFloat16);
+      model->impl_->dtype = torch::kBFloat16;
+    }
+    if (module.parameters().size() > 0 || module.attributes().size() > 0) module = torch::jit::freeze(module);
+  } catch (const std::exception& e) {
+    throw_error(ErrorKind::Model, "{}: cannot prepare the model: {}", path, first_line(e.what()));
+  }
+  model->precision_ = precision;
+  return model;
+}
+
+int Model::output_dim() {
+  if (info_.output_dim == 0) {
+    const int s = info_.preprocess.input_size;
+    std::vector<float> blank(static_cast<std::size_t>(3) * s * s, 0.0f);
+    embed(blank.data(), 1, nullptr);
+  }
+  return info_.output_dim;
+}
+
+void Model::embed(const float* input, int n, float* output) {
+  const int s = info_.preprocess.input_size;
+  torch::Tensor result;
+  try {
+    c10::InferenceMode guard;
+    torch::Tensor x = torch::from_blob(const_cast<float*>(input), {n, 3, s, s}, torch::kFloat32);
+    if (info_.color == "BGR") x = x.flip(1);
+    if (impl_->dtype != torch::kFloat32) x = x.to(impl_->dtype);
+    torch::jit::IValue out = impl_->module.forward({x});
+    IMGSEARCH_CHECK(out.isTensor(), ErrorKind::Model, "{}: the model returned {}, not a tensor", info_.path,
+                    out.tagKind());
+    result = out.toTensor();
+    // Accept [N, D] and [N, D, 1, 1]; a real feature map needs pooling the model lacks.
+    if (result.dim() == 4 && result.size(2) == 1 && result.size(3) == 1) result = result.flatten(1);
+    IMGSEARCH_CHECK(result.dim() == 2 && result.size(0) == n && result.size(1) > 0, ErrorKind::Model,
+                    "{}: model output has shape {}; expected [{}, D] (a pooled feature vector per image)", info_.path,
+                    fmt::format("{}", fmt::join(result.sizes().vec(), "x")), n);
+    result = torch::nn::functional::normalize(result.to(torch::kFloat32),
+                                              torch::nn::functional::NormalizeFuncOptions().p(2).dim(1).eps(1e-12))
+                 .contiguous();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw_error(ErrorKind::Model, "{}: inference failed: {}", info_.path, first_line(e.what()));
+  }
+  const int dim = static_cast<int>(result.size(1));
+  if (info_.output_dim == 0) info_.output_dim = dim;
+  IMGSEARCH_CHECK(dim == info_.output_dim, ErrorKind::Model, "{}: model output has {} dimensions; its metadata says {}",
+                  info_.path, dim, info_.output_dim);
+  IMGSEARCH_CHECK(torch::isfinite(result).all().item<bool>(), ErrorKind::Model, "{}: model produced NaN or infinity",
+                  info_.path);
+  if (output) std::memcpy(output, result.data_ptr<float>(), sizeof(float) * static_cast<std::size_t>(n) * dim);
+}
+
+}  // namespace imgsearch
