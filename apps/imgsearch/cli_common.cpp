@@ -93,7 +93,7 @@ std::string default_model_path() {
   } else {
     base = ".imgsearch";
   }
-  return base + "/models/resnet50.pt";
+  return base + "/models/default.pt";
 }
 
 std::string resolve_model_path(const ModelArgs& args, const ModelInfo* index_model) {

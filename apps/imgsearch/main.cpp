@@ -14,9 +14,12 @@ int main(int argc, char** argv) {
 
   CLI::App app{"imgsearch: find the images that look like a query image"};
   app.set_version_flag("--version", "imgsearch 0.1.0");
-  app.require_subcommand(1);
-  bool verbose = false;
+  app.require_subcommand(0, 1);
+  bool verbose = false, print_default_model = false;
   app.add_flag("-v,--verbose", verbose, "log more detail to stderr");
+  app.add_flag("--print-default-model", print_default_model,
+               "print where the default model lives ($IMGSEARCH_HOME, $XDG_DATA_HOME/imgsearch or "
+               "~/.local/share/imgsearch, then models/default.pt) and exit");
 
   Runner runner;
   setup_extract(*app.add_subcommand("extract", "images -> feature vectors file"), runner);
@@ -29,6 +32,14 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
+  }
+  if (print_default_model) {
+    std::printf("%s\n", default_model_path().c_str());
+    return kExitOk;
+  }
+  if (!runner) {
+    std::fprintf(stderr, "%s", app.help().c_str());
+    return kExitUsage;
   }
 
   set_log_callback([verbose](LogLevel level, const std::string& message) {

@@ -1,0 +1,32 @@
+# Shared helpers for the CLI tests. Each test runs in its own scratch directory.
+set -euo pipefail
+: "${IMGSEARCH:?}" "${SHARED:?}" "${SOURCE_DIR:?}" "${TEST_DATA:?}" "${PYTHON:?}"
+COREL="$SHARED/datasets/corel1k/images"
+MOBILENET="$SHARED/models/mobilenet_v2/mobilenet_v2_imagenet_embed.pt"
+MOBILENET_ARGS=(-m "$MOBILENET" --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5)
+COREL_INDEX="$TEST_DATA/corel.index"
+RANDOM_MOBILENET="$TEST_DATA/models/mobilenet_v2-random.pt"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgsearch-test.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+unset IMGSEARCH_MODEL IMGSEARCH_INDEX
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# expect_status N cmd...: runs cmd, fails unless it exits with N; output in $WORK/out, $WORK/err.
+expect_status() {
+  local want=$1; shift
+  set +e
+  "$@" >"$WORK/out" 2>"$WORK/err"
+  local got=$?
+  set -e
+  if [ "$got" != "$want" ]; then
+    echo "--- stdout"; cat "$WORK/out"; echo "--- stderr"; cat "$WORK/err"
+    fail "expected exit status $want, got $got: $*"
+  fi
+}
+expect_in() {  # expect_in FILE PATTERN (extended regex)
+  grep -Eq -- "$2" "$1" || { echo "--- $1:"; cat "$1"; fail "'$2' not found in $1"; }
+}
+expect_not_in() {
+  ! grep -Eq -- "$2" "$1" || { echo "--- $1:"; cat "$1"; fail "'$2' unexpectedly found in $1"; }
+}
