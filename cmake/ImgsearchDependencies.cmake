@@ -23,3 +23,6 @@ find_library(XXHASH_LIBRARY xxhash REQUIRED)
 # libturbojpeg0-dev: JPEG decoding with DCT scaling.
 find_path(TURBOJPEG_INCLUDE_DIR turbojpeg.h REQUIRED)
 find_library(TURBOJPEG_LIBRARY turbojpeg REQUIRED)
+
+# libwebp-dev: WebP decoding.
+pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp)

@@ -6,6 +6,8 @@
 #include <imgsearch/file_scan.h>
 #include <imgsearch/index_io.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <sys/stat.h>
 #include <unordered_map>
@@ -103,12 +105,13 @@ int run_index(const IndexArgs& args) {
   for (std::size_t i = 0; i < index->size(); ++i) indexed[index->entry(i).path] = i;
   std::unordered_set<std::string> on_disk;
   std::vector<IndexEntry> todo;  // new or changed files
-  std::size_t unchanged = 0, updated = 0;
+  std::size_t unchanged = 0, updated = 0, unstatable = 0;
   std::unordered_set<std::string> stale;  // changed files: old vector goes
   for (const std::string& file : scan.files) {
     IndexEntry e;
     if (!file_identity(file, e)) {
-      report_problem(file + ": cannot stat");
+      report_problem(file + ": cannot stat: " + std::strerror(errno));  // a dangling or looping symlink
+      ++unstatable;
       continue;
     }
     on_disk.insert(file);
@@ -173,7 +176,7 @@ int run_index(const IndexArgs& args) {
     return kExitFailure;
   }
   save_index(*index, index_path);
-  const std::size_t skipped = failures + scan.problems.size();
+  const std::size_t skipped = failures + unstatable + scan.problems.size();
   std::printf("added %zu, updated %zu, removed %zu, unchanged %zu", added_entries.size() - updated_ok, updated_ok,
               removed, unchanged);
   if (skipped) std::printf(", failed %zu", skipped);

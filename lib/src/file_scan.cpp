@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <system_error>
+#include <set>
 #include <unordered_set>
+#include <utility>
+
+#include <sys/stat.h>
 
 namespace fs = std::filesystem;
 
@@ -28,33 +32,40 @@ bool is_hidden(const fs::path& p) {
   return !name.empty() && name[0] == '.';
 }
 
+// Walks a directory tree with an explicit stack (no recursion depth limit). Symlinked
+// directories are not followed, and a directory reached twice (a bind mount of its own
+// parent) is walked once, so no cycle can hang the scan. A directory that cannot be read
+// is reported and skipped; its siblings are still walked.
 void scan_directory(const fs::path& root, ScanResult& result) {
   std::vector<std::string> found;
-  std::error_code ec;
-  fs::recursive_directory_iterator it(root, fs::directory_options::none, ec);
-  if (ec) {
-    result.problems.push_back({root.string(), ec.message()});
-    return;
-  }
-  for (const fs::recursive_directory_iterator end; it != end;) {
-    const fs::directory_entry& entry = *it;
-    if (is_hidden(entry.path())) {
-      if (entry.is_directory(ec)) it.disable_recursion_pending();
-    } else {
-      std::error_code type_ec;
-      const bool directory = entry.is_directory(type_ec);
-      if (!directory && has_image_extension(entry.path().string())) {
-        found.push_back(absolute_path(entry.path().string()));
-      }
-    }
-    it.increment(ec);
+  std::set<std::pair<dev_t, ino_t>> visited;
+  std::vector<fs::path> pending{root};
+  while (!pending.empty()) {
+    const fs::path dir = std::move(pending.back());
+    pending.pop_back();
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) == 0 && !visited.insert({st.st_dev, st.st_ino}).second) continue;
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
     if (ec) {
-      // An unreadable subdirectory: report it and carry on with its siblings.
-      result.problems.push_back({it == fs::recursive_directory_iterator() ? root.string() : it->path().string(),
-                                 ec.message()});
-      ec.clear();
-      if (it == fs::recursive_directory_iterator()) break;
+      result.problems.push_back({dir.string(), "cannot read directory: " + ec.message()});
+      continue;
     }
+    for (const fs::directory_iterator end; it != end; it.increment(ec)) {
+      const fs::directory_entry& entry = *it;
+      if (is_hidden(entry.path())) continue;
+      std::error_code type_ec;
+      const fs::file_status own = entry.symlink_status(type_ec);
+      if (fs::is_directory(own)) {
+        pending.push_back(entry.path());
+        continue;
+      }
+      // A symlink to a directory is not followed. A symlink to a file is taken; a
+      // dangling or looping one too, so that decoding names it and says why.
+      if (fs::is_symlink(own) && fs::is_directory(entry.status(type_ec))) continue;
+      if (has_image_extension(entry.path().filename().string())) found.push_back(absolute_path(entry.path().string()));
+    }
+    if (ec) result.problems.push_back({dir.string(), "error reading directory: " + ec.message()});
   }
   std::sort(found.begin(), found.end());
   result.files.insert(result.files.end(), found.begin(), found.end());

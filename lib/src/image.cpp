@@ -4,6 +4,7 @@
 
 #include <stb_image.h>
 #include <turbojpeg.h>
+#include <webp/decode.h>
 
 #include <algorithm>
 #include <cctype>
@@ -11,7 +12,9 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace imgsearch {
 
@@ -20,22 +23,145 @@ namespace {
 constexpr std::uint64_t kMaxFileBytes = 1ull << 30;  // 1 GiB: no photo is bigger
 
 std::vector<std::uint8_t> read_file_bytes(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) throw_error(ErrorKind::Io, "{}: cannot open: {}", path, std::strerror(errno));
+  // O_NONBLOCK: a FIFO named like an image must not block the run; it is refused below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw_error(ErrorKind::Io, "{}: cannot open: {}", path, std::strerror(errno));
+  std::unique_ptr<int, void (*)(int*)> closer(new int(fd), [](int* f) {
+    ::close(*f);
+    delete f;
+  });
   struct stat st {};
-  if (fstat(fileno(file.get()), &st) != 0) throw_error(ErrorKind::Io, "{}: cannot stat: {}", path, std::strerror(errno));
+  if (::fstat(fd, &st) != 0) throw_error(ErrorKind::Io, "{}: cannot stat: {}", path, std::strerror(errno));
   if (S_ISDIR(st.st_mode)) throw_error(ErrorKind::Io, "{}: is a directory", path);
   if (!S_ISREG(st.st_mode)) throw_error(ErrorKind::Io, "{}: not a regular file", path);
   if (static_cast<std::uint64_t>(st.st_size) > kMaxFileBytes)
     throw_error(ErrorKind::Decode, "{}: file too large ({} bytes)", path, st.st_size);
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
-  const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), file.get());
-  if (got != bytes.size()) throw_error(ErrorKind::Io, "{}: read error: {}", path, std::strerror(errno));
+  std::size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_error(ErrorKind::Io, "{}: read error: {}", path, std::strerror(errno));
+    if (n == 0) throw_error(ErrorKind::Io, "{}: file shrank while being read", path);
+    got += static_cast<std::size_t>(n);
+  }
   return bytes;
 }
 
 bool is_jpeg(const std::uint8_t* data, std::size_t size) {
   return size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF;
+}
+
+std::uint32_t be32(const std::uint8_t* p) {
+  return (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) | (std::uint32_t(p[2]) << 8) | p[3];
+}
+std::uint32_t le32(const std::uint8_t* p) {
+  return std::uint32_t(p[0]) | (std::uint32_t(p[1]) << 8) | (std::uint32_t(p[2]) << 16) | (std::uint32_t(p[3]) << 24);
+}
+std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t(p[0]) | (std::uint32_t(p[1]) << 8); }
+
+void check_pixel_limit(std::uint64_t width, std::uint64_t height, const DecodeOptions& options, const std::string& name) {
+  if (width == 0 || height == 0) throw_error(ErrorKind::Decode, "{}: image has no pixels", name);
+  if (width * height > options.max_pixels)
+    throw_error(ErrorKind::Decode, "{}: {}x{} pixels exceeds the limit of {} pixels", name, width, height,
+                options.max_pixels);
+}
+
+bool is_png(const std::uint8_t* data, std::size_t size) {
+  return size >= 8 && std::memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0;
+}
+bool is_gif(const std::uint8_t* data, std::size_t size) {
+  return size >= 6 && (std::memcmp(data, "GIF87a", 6) == 0 || std::memcmp(data, "GIF89a", 6) == 0);
+}
+bool is_bmp(const std::uint8_t* data, std::size_t size) { return size >= 2 && data[0] == 'B' && data[1] == 'M'; }
+bool is_webp(const std::uint8_t* data, std::size_t size) {
+  return size >= 12 && std::memcmp(data, "RIFF", 4) == 0 && std::memcmp(data + 8, "WEBP", 4) == 0;
+}
+
+// stb_image decodes a cut-off PNG, GIF or BMP without complaint, filling what is missing
+// with zeros or garbage: a silently wrong embedding. These checks walk the container
+// (no decompression) and refuse a file that ends before its image data does.
+
+// Every chunk must lie inside the file, up to and including IEND.
+// The pixel limit is checked first, from IHDR.
+void check_png(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
+  if (size >= 24 && std::memcmp(data + 12, "IHDR", 4) == 0)
+    check_pixel_limit(be32(data + 16), be32(data + 20), options, name);
+  std::size_t pos = 8;
+  for (;;) {
+    if (size - pos < 12)
+      throw_error(ErrorKind::Decode, "{}: truncated PNG (the file ends before its IEND chunk)", name);
+    const std::uint32_t length = be32(data + pos);
+    if (length > size - pos - 12)
+      throw_error(ErrorKind::Decode, "{}: truncated PNG (chunk '{}' at offset {} is cut short)", name,
+                  std::string(reinterpret_cast<const char*>(data + pos + 4), 4), pos);
+    if (std::memcmp(data + pos + 4, "IEND", 4) == 0) return;
+    pos += 12 + std::size_t(length);
+  }
+}
+
+// The blocks up to and including the first image's data must lie inside the file.
+void check_gif(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
+  auto truncated = [&] { throw_error(ErrorKind::Decode, "{}: truncated GIF (the file ends inside its first frame)", name); };
+  if (size < 13) truncated();
+  check_pixel_limit(le16(data + 6), le16(data + 8), options, name);  // the logical screen
+  std::size_t pos = 13;
+  if (data[10] & 0x80) pos += 3 * (std::size_t(2) << (data[10] & 7));  // global colour table
+  auto skip_sub_blocks = [&] {
+    for (;;) {
+      if (pos >= size) truncated();
+      const std::size_t n = data[pos++];
+      if (n == 0) return;
+      pos += n;
+    }
+  };
+  for (;;) {
+    if (pos >= size) truncated();
+    const std::uint8_t block = data[pos++];
+    if (block == 0x21) {  // extension: label, then sub-blocks
+      ++pos;
+      skip_sub_blocks();
+    } else if (block == 0x2C) {  // image descriptor
+      if (size - pos < 9) truncated();
+      const std::uint8_t flags = data[pos + 8];
+      pos += 9;
+      if (flags & 0x80) pos += 3 * (std::size_t(2) << (flags & 7));  // local colour table
+      ++pos;                                                         // LZW minimum code size
+      skip_sub_blocks();
+      return;
+    } else if (block == 0x3B) {
+      throw_error(ErrorKind::Decode, "{}: GIF without any image", name);
+    } else {
+      throw_error(ErrorKind::Decode, "{}: corrupt GIF (unknown block 0x{:02x} at offset {})", name, block, pos - 1);
+    }
+  }
+}
+
+// Uncompressed pixel rows, or the size the header declares, must lie inside the file.
+void check_bmp(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
+  if (size < 26) throw_error(ErrorKind::Decode, "{}: truncated BMP (header cut short)", name);
+  const std::uint64_t declared_size = le32(data + 2), offset = le32(data + 10), header = le32(data + 14);
+  std::uint64_t width = 0, height = 0, bpp = 0, compression = 0;
+  if (header == 12) {  // OS/2 BITMAPCOREHEADER
+    width = le16(data + 18);
+    height = le16(data + 20);
+    bpp = le16(data + 24);
+  } else {
+    if (size < 34) throw_error(ErrorKind::Decode, "{}: truncated BMP (header cut short)", name);
+    const auto w = static_cast<std::int32_t>(le32(data + 18)), h = static_cast<std::int32_t>(le32(data + 22));
+    width = static_cast<std::uint64_t>(w < 0 ? -std::int64_t(w) : w);
+    height = static_cast<std::uint64_t>(h < 0 ? -std::int64_t(h) : h);  // negative: top-down rows
+    bpp = le16(data + 28);
+    compression = le32(data + 30);
+  }
+  check_pixel_limit(width, height, options, name);
+  std::uint64_t needed = declared_size;
+  if ((compression == 0 || compression == 3 || compression == 6) && width > 0 && height > 0 && bpp > 0) {
+    const std::uint64_t stride = (width * bpp + 31) / 32 * 4;
+    needed = offset + stride * (height - 1) + (width * bpp + 7) / 8;  // last row's padding may be left out
+  }
+  if (needed > size)
+    throw_error(ErrorKind::Decode, "{}: truncated BMP ({} bytes, the header needs {})", name, size, needed);
 }
 
 // EXIF orientation (tag 0x0112) from a JPEG's APP1 segment; 1 when absent or unreadable.
@@ -116,13 +242,6 @@ Image apply_orientation(Image in, int orientation) {
   return out;
 }
 
-void check_pixel_limit(std::uint64_t width, std::uint64_t height, const DecodeOptions& options, const std::string& name) {
-  if (width == 0 || height == 0) throw_error(ErrorKind::Decode, "{}: image has no pixels", name);
-  if (width * height > options.max_pixels)
-    throw_error(ErrorKind::Decode, "{}: {}x{} pixels exceeds the limit of {} pixels", name, width, height,
-                options.max_pixels);
-}
-
 Image decode_jpeg(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
   std::unique_ptr<void, int (*)(tjhandle)> handle(tjInitDecompress(), &tjDestroy);
   if (!handle) throw_error(ErrorKind::Decode, "{}: cannot initialise the JPEG decoder", name);
@@ -181,6 +300,24 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const DecodeOption
   return image;
 }
 
+Image decode_webp(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
+  WebPBitstreamFeatures features;
+  const VP8StatusCode status = WebPGetFeatures(data, size, &features);
+  if (status == VP8_STATUS_NOT_ENOUGH_DATA) throw_error(ErrorKind::Decode, "{}: truncated WebP", name);
+  if (status != VP8_STATUS_OK) throw_error(ErrorKind::Decode, "{}: not a valid WebP (libwebp status {})", name, int(status));
+  check_pixel_limit(static_cast<std::uint64_t>(features.width), static_cast<std::uint64_t>(features.height), options, name);
+  if (features.has_animation) throw_error(ErrorKind::Decode, "{}: animated WebP is not supported", name);
+  Image image;
+  image.width = features.width;
+  image.height = features.height;
+  image.pixels.resize(std::size_t(image.width) * image.height * 3);
+  // Like PIL, alpha is dropped, not composited. Incomplete data is an error here, never
+  // a partly grey picture: WebPDecode only succeeds on a complete bitstream.
+  if (WebPDecodeRGBInto(data, size, image.pixels.data(), image.pixels.size(), image.width * 3) == nullptr)
+    throw_error(ErrorKind::Decode, "{}: cannot decode WebP (truncated or corrupt)", name);
+  return image;
+}
+
 Image decode_with_stb(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
   if (size > static_cast<std::size_t>(INT32_MAX)) throw_error(ErrorKind::Decode, "{}: file too large", name);
   int width = 0, height = 0, channels = 0;
@@ -209,6 +346,10 @@ Image decode_image_memory(const std::uint8_t* data, std::size_t size, const Deco
                           const std::string& name) {
   if (size == 0) throw_error(ErrorKind::Decode, "{}: empty file", name);
   if (is_jpeg(data, size)) return decode_jpeg(data, size, options, name);
+  if (is_webp(data, size)) return decode_webp(data, size, options, name);
+  if (is_png(data, size)) check_png(data, size, options, name);
+  if (is_gif(data, size)) check_gif(data, size, options, name);
+  if (is_bmp(data, size)) check_bmp(data, size, options, name);
   return decode_with_stb(data, size, options, name);
 }
 
@@ -222,7 +363,7 @@ bool has_image_extension(const std::string& path) {
   if (dot == std::string::npos || path.find('/', dot) != std::string::npos) return false;
   std::string ext = path.substr(dot + 1);
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  static const char* const kExtensions[] = {"jpg", "jpeg", "jpe", "png", "bmp", "gif", "tga", "pnm", "ppm", "pgm"};
+  static const char* const kExtensions[] = {"jpg", "jpeg", "jpe", "png", "bmp", "gif", "webp", "tga", "pnm", "ppm", "pgm"};
   for (const char* e : kExtensions)
     if (ext == e) return true;
   return false;

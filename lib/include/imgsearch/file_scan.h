@@ -16,9 +16,13 @@ struct ScanResult {
   std::vector<ScanProblem> problems;
 };
 
-// Files are taken as given (any extension); directories are recursed in sorted order,
-// keeping files with an image extension and skipping hidden files and directories.
-// Directory symlinks are not followed, so symlink loops cannot hang the scan.
+// Files are taken as given (any extension); directories are recursed, keeping files
+// with an image extension (a directory named x.jpg is searched, not taken as a file) and
+// skipping hidden files and directories; the result is sorted per input. Symlinks to
+// files are taken (a dangling or looping one too: decoding then names it and says why);
+// symlinks to directories are not followed, and no directory is walked twice, so a
+// symlink loop cannot hang the scan. Unreadable directories become `problems` and their
+// siblings are still scanned.
 ScanResult collect_image_files(const std::vector<std::string>& inputs);
 
 // Absolute and lexically normal, without resolving symlinks.

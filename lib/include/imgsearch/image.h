@@ -26,8 +26,15 @@ struct DecodeOptions {
   bool apply_exif_orientation = true;
 };
 
-// Supported containers: JPEG, PNG, BMP, GIF (first frame), and whatever stb_image
-// reads besides. Throws Error(ErrorKind::Decode or Io) naming the file and the reason.
+// Supported containers: JPEG (libjpeg-turbo; CMYK and progressive too; EXIF orientation
+// applied), WebP (libwebp; still images), PNG (8 and 16 bit, grey, palette, alpha), BMP,
+// GIF (first frame) and whatever else stb_image reads. Alpha is dropped, not composited,
+// as PIL's convert("RGB") does. A file that ends before its image data does (truncated
+// JPEG, PNG without IEND, GIF cut inside its first frame, BMP shorter than its rows,
+// incomplete WebP) is an error, never a partly grey picture. Images declaring more than
+// options.max_pixels pixels are refused from their header, before any pixel buffer is
+// allocated. Only regular files are read (a FIFO is refused, never waited on).
+// Throws Error(ErrorKind::Decode or Io) whose message starts with the file name.
 Image decode_image_file(const std::string& path, const DecodeOptions& options = {});
 Image decode_image_memory(const std::uint8_t* data, std::size_t size, const DecodeOptions& options = {},
                           const std::string& name_for_errors = "<memory>");
