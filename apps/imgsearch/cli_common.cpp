@@ -204,7 +204,7 @@ void Progress::draw(bool force) {
 
 void Progress::finish() {
   if (!enabled_ || finished_) return;
-  draw(true);
+  if (done_ != total_) draw(true);  // tick() already drew the final state otherwise
   std::fprintf(stderr, "\n");
   finished_ = true;
 }

@@ -70,3 +70,11 @@ expect_status 1 "$IMGSEARCH" query -i "$COREL_INDEX" "$WORK/bad.jpg"
 # A different model than the index's is refused, naming both.
 expect_status 1 "$IMGSEARCH" query -i "$COREL_INDEX" -m "$RANDOM_MOBILENET" "$Q"
 expect_in "$WORK/err" "built with model .*mobilenet_v2_imagenet_embed.pt.*rebuild"
+
+# extract: paths from stdin; progress only on a terminal; the summary on stderr.
+printf '%s\n' "$COREL/food/900.jpg" "$COREL/food/901.jpg" | expect_status 0 "$IMGSEARCH" extract - -o s.features "${MOBILENET_ARGS[@]}"
+expect_in "$WORK/err" "extracted 2 images"
+expect_not_in "$WORK/err" "img/s"
+[ ! -s "$WORK/out" ] || fail "extract printed on stdout"
+script -qec "'$IMGSEARCH' extract '$COREL/food/902.jpg' -o t.features ${MOBILENET_ARGS[*]}" /dev/null > tty.txt
+expect_in tty.txt "extracting .* 1/1 .*img/s"
