@@ -24,5 +24,5 @@ find_library(XXHASH_LIBRARY xxhash REQUIRED)
 find_path(TURBOJPEG_INCLUDE_DIR turbojpeg.h REQUIRED)
 find_library(TURBOJPEG_LIBRARY turbojpeg REQUIRED)
 
-# libwebp-dev: WebP decoding.
-pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp)
+# libwebp-dev: WebP decoding (libwebpdemux for the first frame of animated WebP).
+pkg_check_modules(WEBP REQUIRED IMPORTED_TARGET libwebp libwebpdemux)

@@ -5,6 +5,7 @@
 #include <stb_image.h>
 #include <turbojpeg.h>
 #include <webp/decode.h>
+#include <webp/demux.h>
 
 #include <algorithm>
 #include <cctype>
@@ -306,8 +307,27 @@ Image decode_webp(const std::uint8_t* data, std::size_t size, const DecodeOption
   if (status == VP8_STATUS_NOT_ENOUGH_DATA) throw_error(ErrorKind::Decode, "{}: truncated WebP", name);
   if (status != VP8_STATUS_OK) throw_error(ErrorKind::Decode, "{}: not a valid WebP (libwebp status {})", name, int(status));
   check_pixel_limit(static_cast<std::uint64_t>(features.width), static_cast<std::uint64_t>(features.height), options, name);
-  if (features.has_animation) throw_error(ErrorKind::Decode, "{}: animated WebP is not supported", name);
   Image image;
+  if (features.has_animation) {
+    // The first frame, composed on the canvas (like GIF: imgsearch embeds one picture).
+    WebPAnimDecoderOptions anim_options;
+    if (!WebPAnimDecoderOptionsInit(&anim_options)) throw_error(ErrorKind::Decode, "{}: libwebp version mismatch", name);
+    anim_options.color_mode = MODE_RGBA;
+    anim_options.use_threads = 0;
+    const WebPData webp_data{data, size};
+    std::unique_ptr<WebPAnimDecoder, void (*)(WebPAnimDecoder*)> decoder(WebPAnimDecoderNew(&webp_data, &anim_options),
+                                                                          &WebPAnimDecoderDelete);
+    std::uint8_t* rgba = nullptr;
+    int timestamp = 0;
+    if (!decoder || !WebPAnimDecoderGetNext(decoder.get(), &rgba, &timestamp))
+      throw_error(ErrorKind::Decode, "{}: cannot decode animated WebP (truncated or corrupt)", name);
+    image.width = features.width;
+    image.height = features.height;
+    const std::size_t n = std::size_t(image.width) * image.height;
+    image.pixels.resize(n * 3);
+    for (std::size_t i = 0; i < n; ++i) std::memcpy(&image.pixels[i * 3], rgba + i * 4, 3);
+    return image;
+  }
   image.width = features.width;
   image.height = features.height;
   image.pixels.resize(std::size_t(image.width) * image.height * 3);

@@ -175,6 +175,10 @@ def main():
     rgba.putalpha(alpha)
     rgba.save(os.path.join(images, "alpha.webp"), quality=85)
     good("alpha.webp")
+    frames = [photo() for _ in range(3)]
+    frames[0].save(os.path.join(images, "animated.webp"), save_all=True, append_images=frames[1:], duration=100,
+                   loop=0, lossless=True)
+    good("animated.webp")
 
     # Awkward names.
     for name in ("with space.jpg", "ünïcødé 写真.jpg", "-leading-dash.jpg", "UPPER.JPG"):
@@ -204,7 +208,7 @@ def main():
     # Only the 12-byte IEND chunk missing: the pixels are all there, but the file is cut.
     bad("no_iend.png", png_bytes[:-12], "truncated PNG")
     # (An animated GIF cut after its first frame still decodes: only that frame is used.)
-    for name in ("still.gif", "photo.bmp", "lossy.webp", "lossless.webp"):
+    for name in ("still.gif", "photo.bmp", "lossy.webp", "lossless.webp", "animated.webp"):
         data = open(os.path.join(images, name), "rb").read()
         stem, ext = os.path.splitext(name)
         for pct in (50, 99):
