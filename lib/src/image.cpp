@@ -165,6 +165,33 @@ void check_bmp(const std::uint8_t* data, std::size_t size, const DecodeOptions& 
     throw_error(ErrorKind::Decode, "{}: truncated BMP ({} bytes, the header needs {})", name, size, needed);
 }
 
+// Offset of the first SOS marker, walking the segments the way libjpeg does (stray
+// bytes between segments skipped); 0 when the walk fails.
+std::size_t jpeg_first_scan(const std::uint8_t* data, std::size_t size) {
+  std::size_t pos = 2;
+  while (pos + 4 <= size) {
+    if (data[pos] != 0xFF) {  // extraneous bytes before a marker
+      ++pos;
+      continue;
+    }
+    const std::uint8_t marker = data[pos + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++pos;
+      continue;
+    }
+    if (marker == 0xDA) return pos;
+    if (marker == 0xD9) return 0;
+    if (marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {
+      pos += 2;
+      continue;
+    }
+    const std::size_t length = (static_cast<std::size_t>(data[pos + 2]) << 8) | data[pos + 3];
+    if (length < 2) return 0;
+    pos += 2 + length;
+  }
+  return 0;
+}
+
 // EXIF orientation (tag 0x0112) from a JPEG's APP1 segment; 1 when absent or unreadable.
 int jpeg_exif_orientation(const std::uint8_t* data, std::size_t size) {
   std::size_t pos = 2;
@@ -247,9 +274,21 @@ Image decode_jpeg(const std::uint8_t* data, std::size_t size, const DecodeOption
   std::unique_ptr<void, int (*)(tjhandle)> handle(tjInitDecompress(), &tjDestroy);
   if (!handle) throw_error(ErrorKind::Decode, "{}: cannot initialise the JPEG decoder", name);
   int width = 0, height = 0, subsamp = 0, colorspace = 0;
+  // A warning (e.g. "extraneous bytes before marker", common in real photos and accepted
+  // by PIL) makes tjDecompressHeader3 return -1 too, with the header read all the same.
   if (tjDecompressHeader3(handle.get(), data, static_cast<unsigned long>(size), &width, &height, &subsamp, &colorspace) !=
-      0)
+          0 &&
+      (tjGetErrorCode(handle.get()) == TJERR_FATAL || width <= 0 || height <= 0))
     throw_error(ErrorKind::Decode, "{}: not a valid JPEG: {}", name, tjGetErrorStr2(handle.get()));
+  // libjpeg-turbo fills the rows of a cut-off file with grey and only warns; and it reports
+  // only its first warning, which may be a harmless one. So look for the end-of-image
+  // marker after the first scan ourselves (FF D9 cannot occur inside entropy-coded data;
+  // an EXIF thumbnail's own FF D9 lies before the first scan).
+  if (const std::size_t scan = jpeg_first_scan(data, size); scan > 0) {
+    static const std::uint8_t kEoi[2] = {0xFF, 0xD9};
+    if (std::search(data + scan, data + size, kEoi, kEoi + 2) == data + size)
+      throw_error(ErrorKind::Decode, "{}: truncated JPEG (no end-of-image marker)", name);
+  }
   check_pixel_limit(static_cast<std::uint64_t>(width), static_cast<std::uint64_t>(height), options, name);
 
   // DCT-domain downscaling: decoding at 1/2, 1/4 or 1/8 is far cheaper than decoding at

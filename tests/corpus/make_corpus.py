@@ -75,11 +75,11 @@ def main():
     args = ap.parse_args()
 
     photos = sorted(os.path.join(d, f) for d, _, fs in os.walk(args.photos) for f in fs if f.lower().endswith(".jpg"))
-    if len(photos) < 40:
-        sys.exit(f"make_corpus: need at least 40 JPEG photos under {args.photos}, found {len(photos)}")
+    if len(photos) < 60:
+        sys.exit(f"make_corpus: need at least 60 JPEG photos under {args.photos}, found {len(photos)}")
     rng = random.Random(args.seed)
     # A different photo for every good image, so each one's nearest neighbour is itself.
-    picks = iter(rng.sample(photos, 40))
+    picks = iter(rng.sample(photos, 60))
 
     def photo():
         with Image.open(next(picks)) as im:
@@ -203,6 +203,18 @@ def main():
     for pct in (10, 50, 99):
         bad(f"trunc{pct}.jpg", truncated(baseline_jpeg, pct / 100), "truncated JPEG|not a valid JPEG|cannot decode JPEG")
         bad(f"trunc{pct}.png", truncated(png_bytes, pct / 100), "truncated PNG")
+    # Two stray bytes before the scan: libjpeg warns "extraneous bytes before marker",
+    # which PIL and imgsearch accept. Cut, the same file must still count as truncated,
+    # although the first warning libjpeg reports is the harmless one.
+    buf = io.BytesIO()
+    photo().save(buf, format="JPEG", quality=90)
+    other_jpeg = buf.getvalue()
+    sos = next(i for i in range(2, len(other_jpeg) - 1) if other_jpeg[i] == 0xFF and other_jpeg[i + 1] == 0xDA)
+    extraneous = other_jpeg[:sos] + b"\x00\x00" + other_jpeg[sos:]
+    with open(os.path.join(images, "extraneous.jpg"), "wb") as f:
+        f.write(extraneous)
+    good("extraneous.jpg")
+    bad("trunc50_extraneous.jpg", truncated(extraneous, 0.5), "truncated JPEG")
     bad("trunc50_progressive.jpg", truncated(progressive, 0.5), "truncated JPEG")
     bad("trunc99_progressive.jpg", truncated(progressive, 0.99), "truncated JPEG")
     # Only the 12-byte IEND chunk missing: the pixels are all there, but the file is cut.
