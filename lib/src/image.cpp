@@ -165,6 +165,67 @@ void check_bmp(const std::uint8_t* data, std::size_t size, const DecodeOptions& 
     throw_error(ErrorKind::Decode, "{}: truncated BMP ({} bytes, the header needs {})", name, size, needed);
 }
 
+// Binary PNM (P5 grey, P6 RGB; the ones stb reads): the samples after the header.
+bool is_pnm(const std::uint8_t* data, std::size_t size) {
+  return size >= 3 && data[0] == 'P' && (data[1] == '5' || data[1] == '6');
+}
+void check_pnm(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
+  std::size_t pos = 2;
+  std::uint64_t fields[3] = {0, 0, 0};  // width, height, maxval
+  for (std::uint64_t& field : fields) {
+    for (;;) {  // whitespace and comments
+      if (pos >= size) throw_error(ErrorKind::Decode, "{}: truncated PNM (header cut short)", name);
+      if (data[pos] == '#') {
+        while (pos < size && data[pos] != '\n' && data[pos] != '\r') ++pos;
+      } else if (std::isspace(data[pos])) {
+        ++pos;
+      } else {
+        break;
+      }
+    }
+    if (!std::isdigit(data[pos])) throw_error(ErrorKind::Decode, "{}: corrupt PNM header", name);
+    while (pos < size && std::isdigit(data[pos]) && field < (1ull << 32)) field = field * 10 + (data[pos++] - '0');
+    if (pos >= size) throw_error(ErrorKind::Decode, "{}: truncated PNM (header cut short)", name);
+  }
+  ++pos;  // the one whitespace byte that ends the header
+  check_pixel_limit(fields[0], fields[1], options, name);
+  const std::uint64_t needed = fields[0] * fields[1] * (data[1] == '6' ? 3 : 1) * (fields[2] > 255 ? 2 : 1);
+  if (size < pos || size - pos < needed)
+    throw_error(ErrorKind::Decode, "{}: truncated PNM ({} bytes of samples, the header needs {})", name,
+                size < pos ? 0 : size - pos, needed);
+}
+
+// TGA has no magic number; stb_image recognises it by a plausible header, and so does
+// this. Uncompressed pixels must all be there; RLE packets are walked to the last pixel.
+bool looks_like_tga(const std::uint8_t* data, std::size_t size) {
+  if (size < 18 || data[1] > 1) return false;
+  const int type = data[2];
+  if (type != 1 && type != 2 && type != 3 && type != 9 && type != 10 && type != 11) return false;
+  const int bpp = data[16];
+  return le16(data + 12) > 0 && le16(data + 14) > 0 && (bpp == 8 || bpp == 15 || bpp == 16 || bpp == 24 || bpp == 32);
+}
+void check_tga(const std::uint8_t* data, std::size_t size, const DecodeOptions& options, const std::string& name) {
+  const std::uint64_t width = le16(data + 12), height = le16(data + 14);
+  check_pixel_limit(width, height, options, name);
+  const std::uint64_t pixel_bytes = (std::uint64_t(data[16]) + 7) / 8;
+  const std::uint64_t colormap_bytes = data[1] ? std::uint64_t(le16(data + 5)) * ((std::uint64_t(data[7]) + 7) / 8) : 0;
+  std::uint64_t pos = 18 + std::uint64_t(data[0]) + colormap_bytes;
+  const std::uint64_t pixels = width * height;
+  std::uint64_t done = pixels;
+  if (data[2] < 9) {
+    pos += pixels * pixel_bytes;
+  } else {
+    for (done = 0; done < pixels;) {
+      if (pos >= size) break;
+      const std::uint8_t packet = data[pos++];
+      const std::uint64_t count = (packet & 0x7F) + 1;
+      pos += (packet & 0x80) ? pixel_bytes : count * pixel_bytes;
+      done += count;
+    }
+  }
+  if (pos > size || done < pixels) throw_error(ErrorKind::Decode, "{}: truncated TGA ({} bytes, the pixels need {})", name, size, pos);
+}
+
 // Offset of the first SOS marker, walking the segments the way libjpeg does (stray
 // bytes between segments skipped); 0 when the walk fails.
 std::size_t jpeg_first_scan(const std::uint8_t* data, std::size_t size) {
@@ -409,6 +470,10 @@ Image decode_image_memory(const std::uint8_t* data, std::size_t size, const Deco
   if (is_png(data, size)) check_png(data, size, options, name);
   if (is_gif(data, size)) check_gif(data, size, options, name);
   if (is_bmp(data, size)) check_bmp(data, size, options, name);
+  if (is_pnm(data, size)) check_pnm(data, size, options, name);
+  if (!is_png(data, size) && !is_gif(data, size) && !is_bmp(data, size) && !is_pnm(data, size) &&
+      looks_like_tga(data, size))
+    check_tga(data, size, options, name);
   return decode_with_stb(data, size, options, name);
 }
 

@@ -167,6 +167,14 @@ def main():
     good("photo.bmp")
     photo().convert("L").save(os.path.join(images, "gray8.bmp"))
     good("gray8.bmp")
+    photo().save(os.path.join(images, "photo.tga"))
+    good("photo.tga")
+    photo().save(os.path.join(images, "rle.tga"), rle=True)
+    good("rle.tga")
+    photo().save(os.path.join(images, "photo.ppm"))
+    good("photo.ppm")
+    photo().convert("L").save(os.path.join(images, "gray.pgm"))
+    good("gray.pgm")
     photo().save(os.path.join(images, "lossy.webp"), quality=85)
     good("lossy.webp")
     photo().save(os.path.join(images, "lossless.webp"), lossless=True)
@@ -220,7 +228,8 @@ def main():
     # Only the 12-byte IEND chunk missing: the pixels are all there, but the file is cut.
     bad("no_iend.png", png_bytes[:-12], "truncated PNG")
     # (An animated GIF cut after its first frame still decodes: only that frame is used.)
-    for name in ("still.gif", "photo.bmp", "lossy.webp", "lossless.webp", "animated.webp"):
+    for name in ("still.gif", "photo.bmp", "photo.tga", "rle.tga", "photo.ppm", "lossy.webp", "lossless.webp",
+                 "animated.webp"):
         data = open(os.path.join(images, name), "rb").read()
         stem, ext = os.path.splitext(name)
         for pct in (50, 99):

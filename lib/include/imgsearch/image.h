@@ -30,8 +30,8 @@ struct DecodeOptions {
 // applied), WebP (libwebp; still images), PNG (8 and 16 bit, grey, palette, alpha), BMP,
 // GIF (first frame) and whatever else stb_image reads. Alpha is dropped, not composited,
 // as PIL's convert("RGB") does. A file that ends before its image data does (truncated
-// JPEG, PNG without IEND, GIF cut inside its first frame, BMP shorter than its rows,
-// incomplete WebP) is an error, never a partly grey picture. Images declaring more than
+// JPEG, PNG without IEND, GIF cut inside its first frame, BMP/TGA/PNM shorter than
+// their pixels, incomplete WebP) is an error, never a partly grey picture. Images declaring more than
 // options.max_pixels pixels are refused from their header, before any pixel buffer is
 // allocated. Only regular files are read (a FIFO is refused, never waited on).
 // Throws Error(ErrorKind::Decode or Io) whose message starts with the file name.
