@@ -63,7 +63,7 @@ std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t(p[0]) | (std::u
 
 void check_pixel_limit(std::uint64_t width, std::uint64_t height, const DecodeOptions& options, const std::string& name) {
   if (width == 0 || height == 0) throw_error(ErrorKind::Decode, "{}: image has no pixels", name);
-  if (width * height > options.max_pixels)
+  if (height > options.max_pixels / width)  // width * height > max_pixels, without overflow
     throw_error(ErrorKind::Decode, "{}: {}x{} pixels exceeds the limit of {} pixels", name, width, height,
                 options.max_pixels);
 }
@@ -419,7 +419,11 @@ Image decode_webp(const std::uint8_t* data, std::size_t size, const DecodeOption
                                                                           &WebPAnimDecoderDelete);
     std::uint8_t* rgba = nullptr;
     int timestamp = 0;
-    if (!decoder || !WebPAnimDecoderGetNext(decoder.get(), &rgba, &timestamp))
+    WebPAnimInfo info;
+    if (!decoder || !WebPAnimDecoderGetInfo(decoder.get(), &info) ||
+        info.canvas_width != static_cast<std::uint32_t>(features.width) ||
+        info.canvas_height != static_cast<std::uint32_t>(features.height) ||
+        !WebPAnimDecoderGetNext(decoder.get(), &rgba, &timestamp))
       throw_error(ErrorKind::Decode, "{}: cannot decode animated WebP (truncated or corrupt)", name);
     image.width = features.width;
     image.height = features.height;
