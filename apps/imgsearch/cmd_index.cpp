@@ -5,7 +5,9 @@
 #include <imgsearch/features_file.h>
 #include <imgsearch/file_scan.h>
 #include <imgsearch/index_io.h>
+#include <imgsearch/index_lock.h>
 
+#include <csignal>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -23,6 +25,7 @@ struct IndexArgs {
   std::string from_features;
   bool rebuild = false;
   int batch_size = 8;
+  double wait_lock = 0;  // seconds to wait for another writer; 0 fails at once
   HnswParams hnsw;
   ModelArgs model;
 };
@@ -34,6 +37,24 @@ bool file_identity(const std::string& path, IndexEntry& entry) {
   entry.size = static_cast<std::uint64_t>(st.st_size);
   entry.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
   return true;
+}
+
+// A writer killed while saving leaves "<index>.tmp-<pid>" behind. With the lock held no
+// one else is writing this index, so any such file is stale.
+void remove_stale_temporaries(const std::string& index_path) {
+  namespace fs = std::filesystem;
+  const fs::path p(index_path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  const std::string prefix = p.filename().string() + ".tmp-";
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() > prefix.size() && name.rfind(prefix, 0) == 0 &&
+        name.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
+      std::error_code rm_ec;
+      fs::remove(it->path(), rm_ec);
+    }
+  }
 }
 
 // True when `path` is `root` or lies below it.
@@ -72,7 +93,13 @@ int index_from_features(const IndexArgs& args, const std::string& index_path) {
 
 int run_index(const IndexArgs& args) {
   install_interrupt_handler();
+  // Past `ulimit -f`, write() must fail with EFBIG (a clear error, the old index kept)
+  // rather than the default SIGXFSZ killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   const std::string index_path = resolve_index_path(args.index);
+  // One writer at a time, held from load to save (docs/formats.md, "Locking").
+  const IndexLock lock(index_path, args.wait_lock);
+  remove_stale_temporaries(index_path);
   if (!args.from_features.empty()) return index_from_features(args, index_path);
   if (args.inputs.empty()) throw_error(ErrorKind::InvalidArgument, "index: give folders or files to index, or --from-features");
 
@@ -197,6 +224,9 @@ void setup_index(CLI::App& app, Runner& runner) {
   app.add_option("-i,--index", args->index, "index file (default: $IMGSEARCH_INDEX, then ./imgsearch.index)");
   app.add_option("--from-features", args->from_features, "build from an `imgsearch extract` output, without the model");
   app.add_flag("--rebuild", args->rebuild, "ignore the existing index and start over");
+  app.add_option("--wait-lock", args->wait_lock,
+                 "when another imgsearch is writing this index, wait up to this many seconds (default 0: fail at once)")
+      ->check(CLI::Range(0.0, 86400.0));
   app.add_option("--batch-size", args->batch_size, "images per forward pass (default 8)")->check(CLI::Range(1, 1024));
   app.add_option("--hnsw-m", args->hnsw.M, "HNSW links per node (default 16)")->check(CLI::Range(2, 256));
   app.add_option("--ef-construction", args->hnsw.ef_construction, "HNSW build beam width (default 200)")

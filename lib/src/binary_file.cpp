@@ -27,7 +27,8 @@ void write_all(int fd, const char* bytes, std::size_t n, const std::string& path
     const ssize_t w = ::write(fd, bytes, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw_error(ErrorKind::Io, "{}: write failed: {}", path, std::strerror(errno));
+      throw_error(ErrorKind::Io, "{}: write failed: {} (the previous file, if any, is unchanged)", path,
+                  std::strerror(errno));
     }
     bytes += w;
     n -= static_cast<std::size_t>(w);
@@ -172,7 +173,18 @@ BinaryFileReader::BinaryFileReader(const std::string& path, const char (&magic)[
   ::close(fd);
   if (map == MAP_FAILED) throw_error(ErrorKind::Io, "{}: cannot map: {}", path, std::strerror(errno));
   data_ = static_cast<const std::uint8_t*>(map);
+  // A throwing constructor runs no destructor: unmap here, or every rejected file would
+  // leak its mapping (found by the fuzzers: the address space ran out).
+  try {
+    check_header(magic, what, max_version);
+  } catch (...) {
+    ::munmap(map, size_);
+    data_ = nullptr;
+    throw;
+  }
+}
 
+void BinaryFileReader::check_header(const char (&magic)[kMagicSize + 1], const char* what, std::uint32_t max_version) {
   if (std::memcmp(data_, magic, kMagicSize) != 0) fail(std::string("not an imgsearch ") + what + " (wrong magic)");
   std::uint32_t count = 0;
   std::memcpy(&version_, data_ + kMagicSize, 4);

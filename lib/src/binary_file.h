@@ -72,6 +72,7 @@ class BinaryFileReader {
   [[noreturn]] void fail(const std::string& reason) const;
 
  private:
+  void check_header(const char (&magic)[kMagicSize + 1], const char* what, std::uint32_t max_version);
   std::string path_;
   const std::uint8_t* data_ = nullptr;
   std::uint64_t size_ = 0;

@@ -2,19 +2,22 @@
 
 #include "binary_file.h"
 #include "imgsearch/error.h"
+#include "model_info_json.h"
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 
 namespace imgsearch {
 
 namespace {
 constexpr char kMagic[] = "IMGSFEAT";
 constexpr std::uint32_t kVersion = 1;
-constexpr std::uint64_t kMaxDim = 1 << 16;
+constexpr std::int64_t kMaxDim = 1 << 16;
 }  // namespace
 
 void write_features_file(const std::string& path, const FeatureSet& f) {
@@ -47,15 +50,14 @@ FeatureSet read_features_file(const std::string& path) {
   {
     const auto [data, size] = in.section("META");
     try {
-      const nlohmann::json meta = nlohmann::json::parse(data, data + size);
-      count = meta.at("count").get<std::uint64_t>();
-      const std::uint64_t dim = meta.at("dim").get<std::uint64_t>();
-      if (dim == 0 || dim > kMaxDim) in.fail("bad dimension " + std::to_string(dim));
-      f.dim = static_cast<int>(dim);
+      const nlohmann::json meta = detail::parse_json_limited(data, size);
+      count = static_cast<std::uint64_t>(detail::json_integer(meta, "count", 0, std::numeric_limits<std::int64_t>::max()));
+      f.dim = static_cast<int>(detail::json_integer(meta, "dim", 1, kMaxDim));
       if (meta.at("dtype").get<std::string>() != "float32") in.fail("unsupported dtype");
       f.model = ModelInfo::from_json(meta.at("model").dump());
-    } catch (const Error&) {
-      throw;
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::Format && std::string(e.what()).rfind(path, 0) == 0) throw;
+      in.fail(std::string("bad metadata: ") + e.what());  // model metadata errors do not name the file
     } catch (const std::exception& e) {
       in.fail(std::string("bad metadata: ") + e.what());
     }
@@ -66,7 +68,9 @@ FeatureSet read_features_file(const std::string& path) {
     in.fail("vector section holds " + std::to_string(vecs_size) + " bytes, not " + std::to_string(count) + " x " +
             std::to_string(f.dim) + " floats");
   f.vectors.resize(count * f.dim);
-  std::memcpy(f.vectors.data(), vecs, vecs_size);
+  if (vecs_size > 0) std::memcpy(f.vectors.data(), vecs, vecs_size);
+  for (std::size_t i = 0; i < f.vectors.size(); ++i)
+    if (!std::isfinite(f.vectors[i])) in.fail("vector " + std::to_string(i / f.dim) + " holds NaN or infinity");
   detail::ByteReader paths(in, "PATHS");
   if (count > paths.remaining() / 4) in.fail("path section too short for " + std::to_string(count) + " paths");
   f.paths.reserve(count);

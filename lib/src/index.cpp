@@ -10,7 +10,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
 #include <exception>
+#include <new>
 #include <mutex>
 #include <thread>
 
@@ -25,6 +27,29 @@ struct ImageIndex::Impl {
 };
 
 namespace {
+
+// hnswlib 0.6.2's search loops prefetch the id one past the last link of a list
+// (`*(datal + j + 1)` in searchBaseLayer, `*(data + j + 1)` in searchBaseLayerST). For a
+// full list on an upper layer that reads 4 bytes past the malloc'd block (ASan,
+// heap-buffer-overflow); for a full layer-0 list it reads the first float of the vector
+// as an id and computes a wild prefetch address (UBSan, pointer overflow). Both were
+// found by the fuzzers. Every list, on every layer, is widened by one id slot before
+// anything is allocated with those sizes; the slot stays 0 (each element is zeroed when
+// it is added or restored), so the stray prefetch reads a valid id.
+std::unique_ptr<hnswlib::HierarchicalNSW<float>> new_hnsw(hnswlib::SpaceInterface<float>* space, std::size_t max_elements,
+                                                           int M, int ef_construction) {
+  auto h = std::make_unique<hnswlib::HierarchicalNSW<float>>(space, max_elements, static_cast<std::size_t>(M),
+                                                              static_cast<std::size_t>(ef_construction));
+  h->size_links_per_element_ += sizeof(hnswlib::tableint);
+  h->size_links_level0_ += sizeof(hnswlib::tableint);
+  h->size_data_per_element_ = h->size_links_level0_ + h->data_size_ + sizeof(hnswlib::labeltype);
+  h->offsetData_ = h->size_links_level0_;
+  h->label_offset_ = h->size_links_level0_ + h->data_size_;
+  std::free(h->data_level0_memory_);
+  h->data_level0_memory_ = static_cast<char*>(std::malloc(std::max<std::size_t>(1, max_elements * h->size_data_per_element_)));
+  if (!h->data_level0_memory_) throw std::bad_alloc();
+  return h;
+}
 
 int resolve_threads(int threads) {
   return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -99,8 +124,7 @@ void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vector
   }
   auto& hnsw = impl_->hnsw;
   if (!hnsw) {
-    hnsw = std::make_unique<hnswlib::HierarchicalNSW<float>>(impl_->space.get(), total, params_.M,
-                                                              params_.ef_construction);
+    hnsw = new_hnsw(impl_->space.get(), total, params_.M, params_.ef_construction);
   } else if (total > hnsw->max_elements_) {
     // hnswlib never grows by itself; grow geometrically so repeated adds stay linear.
     hnsw->resizeIndex(std::max(total, hnsw->max_elements_ + hnsw->max_elements_ / 2));
@@ -203,17 +227,19 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs) {
     g.expect_end();
     return;
   }
-  ImageIndex::Impl& impl = *index.impl_;
-  impl.hnsw = std::make_unique<hnswlib::HierarchicalNSW<float>>(impl.space.get(), count, params.M, params.ef_construction);
-  auto& h = *impl.hnsw;
   const std::uint32_t max_level = g.u32();
   const std::uint32_t enter_point = g.u32();
   if (max_level > kMaxLevel) g.fail("bad top level " + std::to_string(max_level));
   if (enter_point >= count) g.fail("entry point out of range");
 
-  // First pass: levels, so that every link can be checked against its target's level.
-  // hnswlib follows links without checks; a link to a node lacking that layer would
-  // read out of bounds.
+  // First pass, before anything is allocated: the structure must fit the section, and
+  // the levels are needed to check every link against its target's level. hnswlib
+  // follows links without checks; a link to a node lacking that layer would read out of
+  // bounds. (hnswlib: maxM_ = M, maxM0_ = 2 * M.)
+  const std::size_t max_links = static_cast<std::size_t>(params.M);
+  const std::size_t max_links0 = 2 * max_links;
+  // Each node takes at least 8 bytes (its level and its layer-0 link count).
+  if (count > g.remaining() / 8) g.fail("too short for " + std::to_string(count) + " nodes");
   std::vector<std::uint32_t> levels(count);
   {
     detail::ByteReader scan = g;
@@ -223,7 +249,7 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs) {
       levels[i] = level;
       for (std::uint32_t l = 0; l <= level; ++l) {
         const std::uint32_t n = scan.u32();
-        const std::size_t cap = l == 0 ? h.maxM0_ : h.maxM_;
+        const std::size_t cap = l == 0 ? max_links0 : max_links;
         if (n > cap) scan.fail("node " + std::to_string(i) + " has " + std::to_string(n) + " links, more than " + std::to_string(cap));
         scan.bytes(std::size_t(n) * 4);
       }
@@ -231,6 +257,11 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs) {
     scan.expect_end();
   }
   if (levels[enter_point] != max_level) g.fail("entry point is not on the top level");
+
+  ImageIndex::Impl& impl = *index.impl_;
+  impl.hnsw = new_hnsw(impl.space.get(), count, params.M, params.ef_construction);
+  auto& h = *impl.hnsw;
+  if (h.maxM_ != max_links || h.maxM0_ != max_links0) g.fail("internal error: unexpected hnswlib link capacity");
 
   for (std::uint64_t i = 0; i < count; ++i) {
     const auto id = static_cast<hnswlib::tableint>(i);

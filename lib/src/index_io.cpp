@@ -3,9 +3,11 @@
 #include "binary_file.h"
 #include "imgsearch/error.h"
 #include "index_graph.h"
+#include "model_info_json.h"
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstring>
 
 namespace imgsearch {
@@ -63,24 +65,22 @@ ImageIndex load_index(const std::string& path) {
   {
     const auto [data, size] = in.section("META");
     try {
-      const nlohmann::json meta = nlohmann::json::parse(data, data + size);
-      count = meta.at("count").get<std::uint64_t>();
-      const std::uint64_t d = meta.at("dim").get<std::uint64_t>();
-      if (d == 0 || d > (1 << 16)) in.fail("bad dimension " + std::to_string(d));
-      dim = static_cast<int>(d);
-      if (count > kMaxEntries) in.fail("bad entry count " + std::to_string(count));
+      const nlohmann::json meta = detail::parse_json_limited(data, size);
+      count = static_cast<std::uint64_t>(detail::json_integer(meta, "count", 0, static_cast<std::int64_t>(kMaxEntries)));
+      dim = static_cast<int>(detail::json_integer(meta, "dim", 1, 1 << 16));
       if (meta.at("metric").get<std::string>() != "cosine" || meta.at("dtype").get<std::string>() != "float32")
         in.fail("unsupported metric or dtype");
       const auto& h = meta.at("hnsw");
-      params.M = h.at("M").get<int>();
-      params.ef_construction = h.at("ef_construction").get<int>();
-      params.ef_search = h.at("ef_search").get<int>();
+      params.M = static_cast<int>(detail::json_integer(h, "M", 0, 1 << 20));
+      params.ef_construction = static_cast<int>(detail::json_integer(h, "ef_construction", 0, 1 << 20));
+      params.ef_search = static_cast<int>(detail::json_integer(h, "ef_search", 0, 1 << 20));
       if (params.M < 2 || params.M > 256 || params.ef_construction < 1 || params.ef_construction > 1 << 20 ||
           params.ef_search < 1 || params.ef_search > 1 << 20)
         in.fail("bad HNSW parameters");
       model = ModelInfo::from_json(meta.at("model").dump());
-    } catch (const Error&) {
-      throw;
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::Format && std::string(e.what()).rfind(path, 0) == 0) throw;
+      in.fail(std::string("bad metadata: ") + e.what());  // model metadata errors do not name the file
     } catch (const std::exception& e) {
       in.fail(std::string("bad metadata: ") + e.what());
     }
@@ -89,6 +89,11 @@ ImageIndex load_index(const std::string& path) {
   const auto [vecs, vecs_size] = in.section("VECS");
   if (vecs_size / sizeof(float) / dim != count || vecs_size != count * dim * sizeof(float))
     in.fail("vector section size does not match " + std::to_string(count) + " x " + std::to_string(dim));
+  for (std::uint64_t i = 0; i < count * dim; ++i) {
+    float v;
+    std::memcpy(&v, vecs + i * sizeof(float), sizeof v);
+    if (!std::isfinite(v)) in.fail("vector " + std::to_string(i / dim) + " holds NaN or infinity");
+  }
 
   ImageIndex index(dim, params, std::move(model));
   {

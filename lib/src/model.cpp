@@ -3,6 +3,7 @@
 #include "imgsearch/error.h"
 #include "imgsearch/file_scan.h"
 #include "imgsearch/log.h"
+#include "model_info_json.h"
 
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -26,80 +27,12 @@ namespace {
 
 constexpr const char* kMetadataFile = "imgsearch.json";
 
-std::array<float, 3> read_triple(const nlohmann::json& j, const char* key) {
-  const auto& v = j.at(key);
-  if (!v.is_array() || v.size() != 3) throw std::runtime_error(std::string(key) + " must be 3 numbers");
-  return {v[0].get<float>(), v[1].get<float>(), v[2].get<float>()};
-}
-
 std::string first_line(const std::string& text) {
   const auto nl = text.find('\n');
   return nl == std::string::npos ? text : text.substr(0, nl);
 }
 
-// Reads the exporter's metadata into `info`; throws std::exception on bad content.
-void apply_metadata_json(const nlohmann::json& j, ModelInfo& info) {
-  if (j.contains("name")) info.name = j.at("name").get<std::string>();
-  if (j.contains("weights")) info.weights = j.at("weights").get<std::string>();
-  if (j.contains("output_dim")) info.output_dim = j.at("output_dim").get<int>();
-  if (j.contains("input_size")) info.preprocess.input_size = j.at("input_size").get<int>();
-  if (j.contains("resize")) info.preprocess.resize = j.at("resize").get<int>();
-  if (j.contains("mean")) info.preprocess.mean = read_triple(j, "mean");
-  if (j.contains("std")) info.preprocess.std = read_triple(j, "std");
-  if (j.contains("pixel_scale")) info.preprocess.pixel_scale = j.at("pixel_scale").get<float>();
-  if (j.contains("color")) info.color = j.at("color").get<std::string>();
-}
-
-void validate(const ModelInfo& info, const std::string& where) {
-  const auto& p = info.preprocess;
-  IMGSEARCH_CHECK(p.input_size >= 16 && p.input_size <= 4096, ErrorKind::Model, "{}: bad input size {}", where,
-                  p.input_size);
-  IMGSEARCH_CHECK(p.resize >= p.input_size && p.resize <= 8192, ErrorKind::Model,
-                  "{}: resize {} must be at least the input size {}", where, p.resize, p.input_size);
-  for (int c = 0; c < 3; ++c)
-    IMGSEARCH_CHECK(std::isfinite(p.mean[c]) && std::isfinite(p.std[c]) && p.std[c] > 0, ErrorKind::Model,
-                    "{}: bad mean/std", where);
-  IMGSEARCH_CHECK(p.pixel_scale > 0, ErrorKind::Model, "{}: bad pixel_scale", where);
-  IMGSEARCH_CHECK(info.color == "RGB" || info.color == "BGR", ErrorKind::Model, "{}: unsupported colour order {}", where,
-                  info.color);
-  IMGSEARCH_CHECK(info.output_dim >= 0 && info.output_dim <= (1 << 20), ErrorKind::Model, "{}: bad output_dim {}", where,
-                  info.output_dim);
-}
-
 }  // namespace
-
-std::string ModelInfo::to_json() const {
-  nlohmann::json j;
-  j["name"] = name;
-  j["weights"] = weights;
-  j["output_dim"] = output_dim;
-  j["input_size"] = preprocess.input_size;
-  j["resize"] = preprocess.resize;
-  j["interpolation"] = "bilinear-antialias";
-  j["mean"] = preprocess.mean;
-  j["std"] = preprocess.std;
-  j["pixel_scale"] = preprocess.pixel_scale;
-  j["color"] = color;
-  j["path"] = path;
-  j["content_hash"] = content_hash;
-  j["embedded_metadata"] = has_embedded_metadata;
-  return j.dump();
-}
-
-ModelInfo ModelInfo::from_json(const std::string& text) {
-  ModelInfo info;
-  try {
-    const nlohmann::json j = nlohmann::json::parse(text);
-    apply_metadata_json(j, info);
-    if (j.contains("path")) info.path = j.at("path").get<std::string>();
-    if (j.contains("content_hash")) info.content_hash = j.at("content_hash").get<std::string>();
-    if (j.contains("embedded_metadata")) info.has_embedded_metadata = j.at("embedded_metadata").get<bool>();
-  } catch (const std::exception& e) {
-    throw_error(ErrorKind::Format, "bad model metadata: {}", e.what());
-  }
-  validate(info, "model metadata");
-  return info;
-}
 
 const char* to_string(Precision precision) {
   switch (precision) {
@@ -161,6 +94,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
     std::FILE* probe = std::fopen(path.c_str(), "rb");
     if (!probe) throw_error(ErrorKind::Model, "{}: cannot open model: {}", path, std::strerror(errno));
     std::fclose(probe);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec))
+      throw_error(ErrorKind::Model, "{}: cannot open model: not a regular file", path);
   }
   info.content_hash = hash_file(path);
 
@@ -179,7 +115,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
   info.name = std::filesystem::path(path).stem().string();
   if (!meta.empty()) {
     try {
-      apply_metadata_json(nlohmann::json::parse(meta), info);
+      detail::apply_model_metadata(nlohmann::json::parse(meta), info);
     } catch (const std::exception& e) {
       throw_error(ErrorKind::Model, "{}: bad embedded metadata: {}", path, e.what());
     }
@@ -196,7 +132,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
   if (o.resize) info.preprocess.resize = *o.resize;
   else if (o.input_size && !info.has_embedded_metadata)
     info.preprocess.resize = static_cast<int>(std::lround(*o.input_size * 256.0 / 224.0));
-  validate(info, path);
+  detail::validate_model_info(info, path);
 
   Precision precision = options.precision;
   if (precision == Precision::Auto) precision = cpu_has_native_bf16() ? Precision::Bf16 : Precision::Fp32;
