@@ -88,8 +88,9 @@ TEST_CASE("every good image in the corpus decodes like PIL decodes it", "[image]
     REQUIRE(got.pixels.size() == std::size_t(got.width) * got.height * 3);
     const double mad = mean_abs_diff(got, want);
     INFO("mean absolute difference " << mad);
-    // libjpeg-turbo, libwebp and zlib give PIL's pixels exactly; CMYK conversion rounds
-    // a little differently.
+    // libjpeg-turbo, libwebp and zlib give PIL's pixels exactly (all of them do, with
+    // Debian bookworm's Pillow); the CMYK-to-RGB rounding has changed between Pillow
+    // versions, so it gets some slack.
     CHECK(mad <= (name == "cmyk.jpg" ? 1.0 : 0.01));
   }
 }
