@@ -223,6 +223,7 @@ def main():
         f.write(extraneous)
     good("extraneous.jpg")
     bad("trunc50_extraneous.jpg", truncated(extraneous, 0.5), "truncated JPEG")
+    bad("no_eoi.jpg", baseline_jpeg[:-2], "truncated JPEG")  # PIL: "image file is truncated" too
     bad("trunc50_progressive.jpg", truncated(progressive, 0.5), "truncated JPEG")
     bad("trunc99_progressive.jpg", truncated(progressive, 0.99), "truncated JPEG")
     # Only the 12-byte IEND chunk missing: the pixels are all there, but the file is cut.
