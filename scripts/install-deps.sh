@@ -8,6 +8,8 @@ PACKAGES=(
   libhnswlib-dev libstb-dev libturbojpeg0-dev libwebp-dev libxxhash-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev catch2
   python3-torch python3-torchvision python3-pil python3-numpy   # models/export.py, benchmarks
+  libblas-dev                   # cblas.h: eval's exact rankings (runs on OpenBLAS where installed)
+  chromium                      # tests: HTML pages render in headless Chromium (scripts/render_html.sh)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

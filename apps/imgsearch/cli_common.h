@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -32,6 +33,7 @@ void setup_extract(CLI::App& app, Runner& runner);
 void setup_index(CLI::App& app, Runner& runner);
 void setup_query(CLI::App& app, Runner& runner);
 void setup_info(CLI::App& app, Runner& runner);
+void setup_eval(CLI::App& app, Runner& runner);
 
 // Model options shared by extract, index and query.
 struct ModelArgs {
@@ -86,6 +88,12 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_draw_;
   void draw(bool force);
 };
+
+// `imgsearch index INPUTS -i INDEX` with default HNSW settings: adds new and changed files,
+// drops gone ones, leaves an up-to-date index alone. The summary line goes to `summary`.
+// Returns index's exit status.
+int update_index(const std::vector<std::string>& inputs, const std::string& index_path, const ModelArgs& model,
+                 int batch_size, std::FILE* summary);
 
 // Runs the extraction pipeline with progress, reporting each failure on stderr.
 // Calls on_vector for each success. Returns the number of failures.

@@ -28,6 +28,7 @@ struct IndexArgs {
   double wait_lock = 0;  // seconds to wait for another writer; 0 fails at once
   HnswParams hnsw;
   ModelArgs model;
+  std::FILE* summary = stdout;  // where "added N, ..." goes (eval keeps stdout for its results)
 };
 
 bool file_identity(const std::string& path, IndexEntry& entry) {
@@ -204,11 +205,11 @@ int run_index(const IndexArgs& args) {
   }
   save_index(*index, index_path);
   const std::size_t skipped = failures + unstatable + scan.problems.size();
-  std::printf("added %zu, updated %zu, removed %zu, unchanged %zu", added_entries.size() - updated_ok, updated_ok,
-              removed, unchanged);
-  if (skipped) std::printf(", failed %zu", skipped);
-  std::printf("\n");
-  std::fflush(stdout);
+  std::fprintf(args.summary, "added %zu, updated %zu, removed %zu, unchanged %zu", added_entries.size() - updated_ok,
+               updated_ok, removed, unchanged);
+  if (skipped) std::fprintf(args.summary, ", failed %zu", skipped);
+  std::fprintf(args.summary, "\n");
+  std::fflush(args.summary);
   if (interrupted()) {
     report_problem(fmt::format("interrupted; {} kept what was extracted so far, run again to finish", index_path));
     return kExitInterrupted;
@@ -217,6 +218,17 @@ int run_index(const IndexArgs& args) {
 }
 
 }  // namespace
+
+int update_index(const std::vector<std::string>& inputs, const std::string& index_path, const ModelArgs& model,
+                 int batch_size, std::FILE* summary) {
+  IndexArgs args;
+  args.inputs = inputs;
+  args.index = index_path;
+  args.model = model;
+  args.batch_size = batch_size;
+  args.summary = summary;
+  return run_index(args);
+}
 
 void setup_index(CLI::App& app, Runner& runner) {
   auto args = std::make_shared<IndexArgs>();

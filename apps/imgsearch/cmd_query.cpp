@@ -3,6 +3,7 @@
 
 #include <imgsearch/error.h>
 #include <imgsearch/file_scan.h>
+#include <imgsearch/html_report.h>
 #include <imgsearch/index_io.h>
 #include <imgsearch/preprocess.h>
 
@@ -22,6 +23,7 @@ struct QueryArgs {
   bool exact = false;
   bool json = false;
   std::string format = "table";
+  std::string html;  // also write a self-contained HTML page here
   ModelArgs model;
 };
 
@@ -59,6 +61,7 @@ int run_query(QueryArgs args) {
   std::vector<float> vec(static_cast<std::size_t>(index.dim()));
 
   std::size_t failures = 0, answered = 0;
+  std::vector<QueryResults> page_queries;
   auto answer = [&](const std::string& query) {
     try {
       const Image image = decode_image_file(query, decode);
@@ -72,6 +75,12 @@ int run_query(QueryArgs args) {
     }
     const auto hits = args.exact ? index.search_exact(vec.data(), args.k) : index.search(vec.data(), args.k, args.ef);
     print_results(args, index, query, hits);
+    if (!args.html.empty()) {
+      QueryResults page_query{absolute_path(query), {}};
+      for (std::size_t r = 0; r < hits.size(); ++r)
+        page_query.results.push_back({static_cast<int>(r + 1), hits[r].score, index.entry(hits[r].id).path});
+      page_queries.push_back(std::move(page_query));
+    }
     ++answered;
   };
   for (const std::string& q : args.images) {
@@ -85,6 +94,15 @@ int run_query(QueryArgs args) {
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (!line.empty()) answer(line);
     }
+  }
+  if (!args.html.empty() && answered > 0) {
+    PageOptions page;
+    page.title = fmt::format("imgsearch query: {} image{}", answered, answered == 1 ? "" : "s");
+    page.facts = {{"index", absolute_path(index_path)},
+                  {"model", index.model().name},
+                  {"k", std::to_string(args.k)},
+                  {"search", args.exact ? std::string("exact") : "HNSW"}};
+    write_html_file(args.html, query_page_html(page_queries, page));
   }
   if (answered == 0 && failures > 0) return kExitFailure;
   return failures > 0 ? kExitPartial : kExitOk;
@@ -102,6 +120,7 @@ void setup_query(CLI::App& app, Runner& runner) {
   app.add_flag("--json", args->json, "one JSON object per query image per line (same as --format json)");
   app.add_option("--format", args->format, "table (default), tsv (query, rank, score, path), or json")
       ->check(CLI::IsMember({"table", "tsv", "json"}));
+  app.add_option("--html", args->html, "also write one self-contained HTML page (thumbnails embedded) to FILE");
   args->model.add_to(app);
   app.callback([&runner, args] { runner = [args] { return run_query(*args); }; });
 }

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   setup_index(*app.add_subcommand("index", "build or update an index over folders of images"), runner);
   setup_query(*app.add_subcommand("query", "find the indexed images most similar to query images"), runner);
   setup_info(*app.add_subcommand("info", "describe an index"), runner);
+  setup_eval(*app.add_subcommand("eval", "measure retrieval quality (P@k, mAP) against labels"), runner);
 
   try {
     app.parse(argc, argv);

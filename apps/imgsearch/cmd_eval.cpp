@@ -1,0 +1,246 @@
+// imgsearch eval PATH... | -i INDEX [--labels CSV --id-column COL --label-column COL[+COL...]]
+//                [-k 1,5,10,20] [--queries N --seed S] [--ef N] [--json] [--html FILE]
+// Protocol and output: docs/eval.md.
+#include "cli_common.h"
+
+#include <imgsearch/error.h>
+#include <imgsearch/evaluation.h>
+#include <imgsearch/file_scan.h>
+#include <imgsearch/html_report.h>
+#include <imgsearch/index_io.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <sstream>
+
+namespace imgsearch::cli {
+
+namespace {
+
+struct EvalArgs {
+  std::vector<std::string> inputs;
+  std::string index;
+  std::string labels_csv;
+  std::string id_column = "id";
+  std::string label_column;
+  std::vector<int> ks{1, 5, 10, 20};
+  std::size_t queries = 0;
+  std::uint64_t seed = 1;
+  int ef = 0;
+  bool json = false;
+  std::string html;
+  int per_label_rows = 30;
+  int batch_size = 8;
+  ModelArgs model;
+};
+
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::string part;
+  std::istringstream in(text);
+  while (std::getline(in, part, sep)) out.push_back(part);
+  return out;
+}
+
+std::string k_key(int k) { return fmt::format("P@{}", k); }
+
+nlohmann::json figures_json(const RankingFigures& f) {
+  nlohmann::json j;
+  j["mAP"] = f.map;
+  for (const auto& [k, p] : f.precision_at) j[k_key(k)] = p;
+  j["R-precision"] = f.r_precision;
+  return j;
+}
+
+// An index's precision is not recorded in the file; when eval indexed the folders itself
+// it knows the precision it extracted with.
+std::string precision_text(const EvalArgs& args) {
+  if (args.inputs.empty()) return "not recorded in the index";
+  Precision p = parse_precision(args.model.precision);
+  if (p == Precision::Auto) p = cpu_has_native_bf16() ? Precision::Bf16 : Precision::Fp32;
+  return to_string(p);
+}
+
+std::string model_text(const ModelInfo& m) {
+  std::string name = m.name.empty() ? "?" : m.name;
+  if (!m.weights.empty()) name += " (" + m.weights + ")";
+  return name;
+}
+
+int run_eval(const EvalArgs& args) {
+  install_interrupt_handler();
+  const std::string index_path = resolve_index_path(args.index);
+  if (!args.labels_csv.empty() && args.label_column.empty())
+    throw_error(ErrorKind::InvalidArgument, "eval: --labels needs --label-column COL (or COL+COL...)");
+  if (args.labels_csv.empty() && !args.label_column.empty())
+    throw_error(ErrorKind::InvalidArgument, "eval: --label-column needs --labels CSV");
+
+  int status = kExitOk;
+  if (!args.inputs.empty()) {
+    // Same as `imgsearch index PATH... -i INDEX`: reuses what is up to date.
+    status = update_index(args.inputs, index_path, args.model, args.batch_size, stderr);
+    if (status != kExitOk && status != kExitPartial) return status;
+  }
+  const ImageIndex index = load_index(index_path);
+  Labels labels;
+  std::string label_source;
+  std::vector<std::string> label_columns;
+  if (args.labels_csv.empty()) {
+    labels = labels_from_parent_folder(index);
+    label_source = "parent folder";
+  } else {
+    label_columns = split(args.label_column, '+');
+    labels = labels_from_csv(index, args.labels_csv, args.id_column, label_columns);
+    label_source = fmt::format("{} ({} by {})", args.labels_csv, args.label_column, args.id_column);
+  }
+
+  EvalOptions options;
+  options.ks = args.ks;
+  std::sort(options.ks.begin(), options.ks.end());
+  options.ks.erase(std::unique(options.ks.begin(), options.ks.end()), options.ks.end());
+  options.queries = args.queries;
+  options.seed = args.seed;
+  options.ef = args.ef;
+  options.threads = args.model.threads;
+  options.cancel = &interrupted();
+  Progress progress("evaluating", 1000);
+  std::size_t shown = 0;
+  options.progress = [&](std::size_t done, std::size_t total) {
+    const std::size_t permille = total ? done * 1000 / total : 1000;
+    if (permille > shown) progress.tick(permille - shown);
+    shown = std::max(shown, permille);
+  };
+  const EvalReport report = evaluate(index, labels, options);
+  progress.finish();
+
+  const ModelInfo& m = index.model();
+  const HnswParams& h = index.params();
+  const std::string precision = precision_text(args);
+  const bool sampled = report.queries < report.eligible;
+
+  if (args.json) {
+    nlohmann::json j;
+    j["queries"] = report.queries;
+    j["skipped"] = report.skipped;
+    j["unlabelled"] = report.unlabelled;
+    j["images"] = report.images;
+    j["labels"] = report.labels;
+    j["mAP"] = report.hnsw.map;
+    for (const auto& [k, p] : report.hnsw.precision_at) j[k_key(k)] = p;
+    j["R-precision"] = report.hnsw.r_precision;
+    j["exact"] = figures_json(report.exact);
+    j["ann_recall@10"] = report.ann_recall_at_10;
+    j["latency_ms"] = {{"p50", report.latency.p50},
+                       {"p95", report.latency.p95},
+                       {"p99", report.latency.p99},
+                       {"mean", report.latency.mean}};
+    j["per_label"] = nlohmann::json::array();
+    for (const LabelFigures& f : report.per_label)
+      j["per_label"].push_back(
+          {{"label", f.label}, {"images", f.images}, {"queries", f.queries}, {"P@10", f.precision_at_10}, {"AP", f.ap}});
+    j["pr_curve"] = {{"recall", report.recall_levels},
+                     {"hnsw", report.hnsw.pr_curve},
+                     {"exact", report.exact.pr_curve}};
+    j["index"] = absolute_path(index_path);
+    j["model"] = {{"name", m.name}, {"weights", m.weights}, {"path", m.path}, {"content_hash", m.content_hash}};
+    j["dimension"] = index.dim();
+    j["precision"] = precision;
+    j["hnsw"] = {{"M", h.M}, {"ef_construction", h.ef_construction}, {"ef_search", report.ef}, {"depth", report.depth}};
+    nlohmann::json ls = {{"source", args.labels_csv.empty() ? "parent folder" : "csv"}};
+    if (!args.labels_csv.empty()) {
+      ls["csv"] = absolute_path(args.labels_csv);
+      ls["id_column"] = args.id_column;
+      ls["label_columns"] = label_columns;
+    }
+    j["label_source"] = ls;
+    j["sample"] = sampled ? nlohmann::json{{"queries", report.queries}, {"of", report.eligible}, {"seed", args.seed}}
+                          : nlohmann::json(nullptr);
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  } else {
+    std::string out;
+    out += fmt::format("index: {} ({} images, {}-d, model {}, precision {})\n", index_path, report.images, index.dim(),
+                       model_text(m), precision);
+    out += fmt::format("labels: {}; {} labels, {} images without a label (not queries), {} skipped (no other image "
+                       "has their label)\n",
+                       label_source, report.labels, report.unlabelled, report.skipped);
+    out += fmt::format("protocol: {} queries{}; each left out of its own ranking; relevant = same label\n",
+                       report.queries,
+                       sampled ? fmt::format(" (a sample of {} with seed {})", report.eligible, args.seed) : "");
+    out += fmt::format("HNSW: M {}, ef_construction {}, ef {}; HNSW ranking = HNSW top {}, then the rest in exact "
+                       "order; mAP and R-precision over the full ranking\n\n",
+                       h.M, h.ef_construction, report.ef, report.depth);
+    out += fmt::format("{:<16}{:>8}{:>8}\n", "metric", "HNSW", "exact");
+    for (int k : report.ks)
+      out += fmt::format("{:<16}{:>8.3f}{:>8.3f}\n", k_key(k), report.hnsw.precision_at.at(k),
+                         report.exact.precision_at.at(k));
+    out += fmt::format("{:<16}{:>8.3f}{:>8.3f}\n", "mAP", report.hnsw.map, report.exact.map);
+    out += fmt::format("{:<16}{:>8.3f}{:>8.3f}\n", "R-precision", report.hnsw.r_precision, report.exact.r_precision);
+    out += fmt::format("{:<16}{:>8.3f}\n", "ANN recall@10", report.ann_recall_at_10);
+    out += fmt::format("search latency  p50 {:.3f} ms, p95 {:.3f} ms, p99 {:.3f} ms\n\n", report.latency.p50,
+                       report.latency.p95, report.latency.p99);
+    std::size_t width = 5;
+    const std::size_t rows = std::min<std::size_t>(report.per_label.size(), static_cast<std::size_t>(args.per_label_rows));
+    for (std::size_t i = 0; i < rows; ++i) width = std::max(width, report.per_label[i].label.size());
+    out += fmt::format("per label, worst AP first:\n{:<{}}  {:>7}  {:>7}  {:>6}  {:>6}\n", "label", width, "images",
+                       "queries", "P@10", "AP");
+    for (std::size_t i = 0; i < rows; ++i) {
+      const LabelFigures& f = report.per_label[i];
+      out += fmt::format("{:<{}}  {:>7}  {:>7}  {:>6.3f}  {:>6.3f}\n", f.label, width, f.images, f.queries,
+                         f.precision_at_10, f.ap);
+    }
+    if (rows < report.per_label.size())
+      out += fmt::format("... {} more labels (--per-label N shows more; --json has all)\n",
+                         report.per_label.size() - rows);
+    std::cout << out;
+  }
+  std::cout.flush();
+
+  if (!args.html.empty()) {
+    PageOptions page;
+    page.title = "imgsearch eval: " + std::filesystem::path(index_path).filename().string();
+    page.facts = {{"index", absolute_path(index_path)},
+                  {"images", std::to_string(report.images)},
+                  {"model", model_text(m)},
+                  {"dimension", std::to_string(index.dim())},
+                  {"precision", precision},
+                  {"labels", label_source},
+                  {"HNSW", fmt::format("M {}, ef_construction {}, ef {}", h.M, h.ef_construction, report.ef)}};
+    if (sampled)
+      page.facts.emplace_back("sample", fmt::format("{} of {} queries, seed {}", report.queries, report.eligible, args.seed));
+    write_html_file(args.html, eval_page_html(report, index, labels, page));
+  }
+  return status;
+}
+
+}  // namespace
+
+void setup_eval(CLI::App& app, Runner& runner) {
+  auto args = std::make_shared<EvalArgs>();
+  app.add_option("paths", args->inputs, "image folders to index first (reusing an up-to-date index) and evaluate");
+  app.add_option("-i,--index", args->index, "index file (default: $IMGSEARCH_INDEX, then ./imgsearch.index)");
+  app.add_option("--labels", args->labels_csv, "CSV mapping image ids (file names without extension) to labels "
+                                               "(default: each image's parent folder is its label)");
+  app.add_option("--id-column", args->id_column, "CSV column holding the image id (default id)");
+  app.add_option("--label-column", args->label_column, "CSV label column, or COL+COL... to join several");
+  app.add_option("-k", args->ks, "comma-separated k's for P@k (default 1,5,10,20)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 10000));
+  app.add_option("--queries", args->queries, "evaluate a seeded random sample of this many queries (default: all)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--seed", args->seed, "seed for --queries (default 1)");
+  app.add_option("--ef", args->ef, "HNSW search beam width (default: the index's; at least the largest k + 1)")
+      ->check(CLI::Range(1, 100000));
+  app.add_flag("--json", args->json, "print one JSON object (keys in docs/eval.md)");
+  app.add_option("--html", args->html, "also write a self-contained HTML report to FILE");
+  app.add_option("--per-label", args->per_label_rows, "labels shown in the table (default 30; --json has all)")
+      ->check(CLI::Range(0, 1000000));
+  app.add_option("--batch-size", args->batch_size, "images per forward pass when indexing (default 8)")
+      ->check(CLI::Range(1, 1024));
+  args->model.add_to(app);
+  app.callback([&runner, args] { runner = [args] { return run_eval(*args); }; });
+}
+
+}  // namespace imgsearch::cli
