@@ -10,6 +10,7 @@ PACKAGES=(
   python3-torch python3-torchvision python3-pil python3-numpy   # models/export.py, benchmarks
   libblas-dev                   # cblas.h: eval's exact rankings (runs on OpenBLAS where installed)
   chromium                      # tests: HTML pages render in headless Chromium (scripts/render_html.sh)
+  clang-14 libclang-rt-14-dev   # scripts/fuzz.sh: libFuzzer with ASan/UBSan
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

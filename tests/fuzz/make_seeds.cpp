@@ -1,0 +1,54 @@
+// Writes the small seed files for the index and features fuzzers (tests/fuzz/corpus/):
+// valid files of a few entries with a multi-level graph, so that mutations start from
+// deep inside the format. Usage: make_seeds OUTPUT_DIR (writes index/ and features/).
+#include <imgsearch/features_file.h>
+#include <imgsearch/index.h>
+#include <imgsearch/index_io.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+using namespace imgsearch;
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: make_seeds OUTPUT_DIR\n");
+    return 2;
+  }
+  const std::filesystem::path out = argv[1];
+  std::filesystem::create_directories(out / "index");
+  std::filesystem::create_directories(out / "features");
+  std::mt19937 rng(42);
+  std::normal_distribution<float> normal;
+  ModelInfo model;
+  model.name = "seed";
+  model.weights = "random";
+  model.path = "/models/seed.pt";
+  model.content_hash = "00112233aabbccdd";
+  for (const auto& [n, dim, m] : {std::tuple{0, 4, 2}, std::tuple{1, 4, 2}, std::tuple{12, 4, 2}, std::tuple{60, 3, 2}}) {
+    model.output_dim = dim;
+    FeatureSet f;
+    f.dim = dim;
+    f.model = model;
+    for (int i = 0; i < n; ++i) {
+      double norm = 0;
+      std::vector<float> row(dim);
+      for (float& v : row) norm += double(v = normal(rng)) * v;
+      for (float& v : row) f.vectors.push_back(static_cast<float>(v / std::sqrt(norm)));
+      f.paths.push_back("/p/" + std::to_string(i) + ".jpg");
+    }
+    const std::string name = std::to_string(n) + "x" + std::to_string(dim);
+    write_features_file((out / "features" / (name + ".feat")).string(), f);
+    HnswParams params;
+    params.M = m;
+    params.ef_construction = 8;
+    ImageIndex index(dim, params, model);
+    std::vector<IndexEntry> entries(f.size());
+    for (std::size_t i = 0; i < f.size(); ++i) entries[i] = {f.paths[i], 100 + i, static_cast<std::int64_t>(i)};
+    index.add(entries, f.vectors.data(), 1);
+    save_index(index, (out / "index" / (name + ".index")).string());
+  }
+  return 0;
+}
