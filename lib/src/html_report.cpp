@@ -24,7 +24,7 @@ h1{font-size:22px;margin:0 0 8px}h2{font-size:18px;margin:28px 0 8px;border-bott
 table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{padding:3px 10px;border-bottom:1px solid #e3e7ec;text-align:right}
 th{background:#eef1f4}td.l,th.l{text-align:left}
 .query{display:flex;gap:16px;align-items:flex-start;margin:14px 0;padding:12px;background:#fff;border:1px solid #dfe3e8;border-radius:6px}
-.qimg{flex:0 0 180px}.qimg .cap{font-weight:600}
+.qimg{flex:0 0 180px;font-size:12px;line-height:1.3}.qimg .cap{font-weight:600;font-size:14px;margin-top:2px}
 .results{display:flex;flex-wrap:wrap;gap:10px}
 .card{width:164px;font-size:11px;line-height:1.3}
 .card img,.qimg img,.blank{display:block;max-width:160px;max-height:160px;border:2px solid #c9d0d8;border-radius:3px;background:#eee}
