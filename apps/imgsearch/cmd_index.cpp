@@ -200,6 +200,10 @@ int run_index(const IndexArgs& args) {
   index->add(added_entries, added_vectors.data(), args.model.threads);
 
   if (index->size() == 0) {
+    if (interrupted()) {
+      report_problem(fmt::format("interrupted before any image was extracted; {} not written", index_path));
+      return kExitInterrupted;
+    }
     report_problem(fmt::format("{}: nothing could be indexed; index not written", index_path));
     return kExitFailure;
   }
