@@ -54,9 +54,14 @@ int run_query(QueryArgs args) {
   if (args.json) args.format = "json";
   const std::string index_path = resolve_index_path(args.index);
   ImageIndex index = load_index(index_path);
+  // One image at a time gains little from a second thread, and OpenMP's spin-waiting
+  // (a query does not restart itself with OMP_WAIT_POLICY=PASSIVE, to start fast) would
+  // burn the other core: one inference thread unless --threads says otherwise.
+  if (args.model.threads == 0) args.model.threads = 1;
   auto model = load_model_for_index(args.model, index.model(), index_path);
   const PreprocessConfig config = model->info().preprocess;
-  const DecodeOptions decode = args.model.decode();
+  DecodeOptions decode = args.model.decode();
+  decode.min_shorter_side = 2 * config.resize;  // DCT-scaled JPEG decoding, as extraction does
   std::vector<float> tensor(static_cast<std::size_t>(3) * config.input_size * config.input_size);
   std::vector<float> vec(static_cast<std::size_t>(index.dim()));
 

@@ -7,10 +7,36 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <unistd.h>
+
+namespace {
+
+// OpenMP threads (LibTorch's intra-op pool) spin while they wait, by default. With any
+// other busy process on the machine the spinning threads steal the cores the working
+// ones need, and inference gets tens of times slower; OMP_WAIT_POLICY=PASSIVE keeps it
+// at about the share of the CPU that is left. libgomp reads the variable when it is
+// loaded, before main, so for the long-running subcommands the process restarts itself
+// once with it set. `query` is left alone: a cold query must start fast, and batch-1
+// inference is where spinning still pays. A policy the user set is always kept.
+void ensure_passive_omp_wait(int argc, char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  const char* subcommand = nullptr;
+  for (int i = 1; i < argc && !subcommand; ++i)
+    if (argv[i][0] != '-') subcommand = argv[i];
+  if (!subcommand || (std::strcmp(subcommand, "extract") != 0 && std::strcmp(subcommand, "index") != 0 &&
+                      std::strcmp(subcommand, "eval") != 0))
+    return;
+  if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace imgsearch;
   using namespace imgsearch::cli;
+  ensure_passive_omp_wait(argc, argv);
 
   CLI::App app{"imgsearch: find the images that look like a query image"};
   app.set_version_flag("--version", "imgsearch 0.1.0");

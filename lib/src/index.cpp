@@ -111,17 +111,25 @@ void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vector
   if (entries.empty()) return;
   const std::size_t base = entries_.size();
   const std::size_t total = base + entries.size();
-  // Normalise a copy: callers may hand in raw model output.
-  std::vector<float> rows(vectors, vectors + entries.size() * dim_);
+  // Callers may hand in raw model output: every row is checked before anything changes,
+  // then normalised one at a time into a small buffer that hnswlib copies from, so the
+  // vectors are never held twice (44k x 1280 floats are 225 MB).
+  std::vector<float> inv_norms(entries.size());
   for (std::size_t i = 0; i < entries.size(); ++i) {
-    float* r = rows.data() + i * dim_;
+    const float* r = vectors + i * dim_;
     double norm = 0;
     for (int d = 0; d < dim_; ++d) norm += double(r[d]) * r[d];
     IMGSEARCH_CHECK(std::isfinite(norm) && norm > 0, ErrorKind::InvalidArgument, "{}: zero or non-finite vector",
                     entries[i].path);
-    const float inv = static_cast<float>(1.0 / std::sqrt(norm));
-    for (int d = 0; d < dim_; ++d) r[d] *= inv;
+    inv_norms[i] = static_cast<float>(1.0 / std::sqrt(norm));
   }
+  auto add_point = [&](std::size_t i) {
+    thread_local std::vector<float> row;
+    row.resize(dim_);
+    const float* r = vectors + i * dim_;
+    for (int d = 0; d < dim_; ++d) row[d] = r[d] * inv_norms[i];
+    impl_->hnsw->addPoint(row.data(), base + i);
+  };
   auto& hnsw = impl_->hnsw;
   if (!hnsw) {
     hnsw = new_hnsw(impl_->space.get(), total, params_.M, params_.ef_construction);
@@ -131,11 +139,10 @@ void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vector
   }
   std::size_t start = 0;
   if (base == 0) {  // the first node sets the entry point: insert it alone
-    hnsw->addPoint(rows.data(), 0);
+    add_point(0);
     start = 1;
   }
-  parallel_for(start, entries.size(), resolve_threads(threads),
-               [&](std::size_t i) { hnsw->addPoint(rows.data() + i * dim_, base + i); });
+  parallel_for(start, entries.size(), resolve_threads(threads), add_point);
   entries_.insert(entries_.end(), entries.begin(), entries.end());
   impl_->internal_of.resize(total);
   for (std::size_t id = base; id < total; ++id) impl_->internal_of[id] = hnsw->label_lookup_.at(id);
