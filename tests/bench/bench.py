@@ -146,7 +146,9 @@ def run_python(args, style, model, norm, listfile, n, precision, out):
            "--threads", str(args.threads), "--workers", str(args.py_workers)]
     if norm:
         cmd += ["--mean", norm[1], "--std", norm[3]]
-    wall, rss, stdout, rc, load = timed(cmd)
+    # The same OpenMP wait policy imgsearch gives itself: on a shared box the default
+    # spin-waiting would make the Python side collapse, which is not what is compared here.
+    wall, rss, stdout, rc, load = timed(cmd, env=env_with(OMP_WAIT_POLICY="PASSIVE"))
     inner = json.loads(stdout.strip().splitlines()[-1]) if rc == 0 else {"seconds": float("nan")}
     # Python is credited with its inner loop only (no interpreter start, import or model load).
     return {"wall_s": wall, "loop_s": inner["seconds"], "img_s": n / inner["seconds"], "rss_mb": rss, "rc": rc,

@@ -62,18 +62,26 @@ expect_in "$WORK/out" "^added 200, updated 0, removed 0, unchanged 100$"
 ls kill.index.tmp-* >/dev/null 2>&1 && fail "stale temporary files left: $(ls kill.index.tmp-*)"
 
 # SIGINT: stops cleanly (130), keeps the work done, and the next run extracts only the rest.
+# The moment is a fraction of how long indexing all 300 from scratch takes here (start-up
+# included), so the test catches the run mid-extraction on a fast machine and a slow one.
+rm -f int.index
+start=$(date +%s%N)
+expect_status 0 "$IMGSEARCH" index photos -i int.index "${ARGS[@]}"
+scratch_ms=$((($(date +%s%N) - start) / 1000000))
+echo "indexing 300 from scratch takes ${scratch_ms} ms"
 got_partial=0
-for delay in 3 5 8 12; do
+for pct in 50 35 65 25 80 45; do
   rm -f int.index
+  delay_ms=$(( scratch_ms * pct / 100 ))
   "$IMGSEARCH" index photos -i int.index "${ARGS[@]}" >"$WORK/int.out" 2>"$WORK/int.err" &
   pid=$!
-  sleep $delay
+  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
   kill -INT $pid 2>/dev/null || true
   set +e
   wait $pid
   rc=$?
   set -e
-  echo "SIGINT after ${delay}s: status $rc: $(cat "$WORK/int.out")"
+  echo "SIGINT after ${delay_ms} ms: status $rc: $(cat "$WORK/int.out")"
   [ $rc = 0 ] || expect_in "$WORK/int.err" "interrupted"  # never a crash or a plain failure
   done_n=$(sed -nE 's/^added ([0-9]+), .*/\1/p' "$WORK/int.out")
   if [ $rc = 130 ] && [ -n "$done_n" ]; then

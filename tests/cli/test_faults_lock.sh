@@ -49,7 +49,9 @@ for round in 1 2 3; do
 done
 
 # A writer waiting with --wait-lock runs after the first one and finds everything indexed.
-"$IMGSEARCH" index photos -i wait.index "${ARGS[@]}" >"$WORK/a.out" 2>"$WORK/a.err" &
+# The first writer waits too: the probe below holds the lock for an instant, and a writer
+# without --wait-lock that tried at that instant would (rightly) be refused.
+"$IMGSEARCH" index photos -i wait.index --wait-lock 60 "${ARGS[@]}" >"$WORK/a.out" 2>"$WORK/a.err" &
 a=$!
 for _ in $(seq 100); do flock -n wait.index.lock true 2>/dev/null || break; sleep 0.05; done
 expect_status 0 "$IMGSEARCH" index photos -i wait.index --wait-lock 600 "${ARGS[@]}"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite (unit + CLI) built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (gcc, -DIMGSEARCH_SANITIZE=ON) in build-asan/, run with ctest. Extra arguments go to ctest
+# (e.g. -R unit.).
+#
+# LibTorch itself is not instrumented; our code around it is. Runtime options, and why:
+#  - detect_leaks=0: LeakSanitizer reports the allocations LibTorch, OpenMP and the
+#    CPython-free TorchScript runtime make once per process and never free (operator
+#    registries, thread pools). Leaks in our own code are caught by the fuzzers, which run
+#    with leak detection on and never load LibTorch (scripts/fuzz.sh).
+#  - halt_on_error / abort_on_error / UBSan halt_on_error: any report fails the test
+#    (the build also uses -fno-sanitize-recover=undefined).
+#  - verify_asan_link_order=0 is not needed: the executables link libasan first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+build=${SANITIZE_BUILD_DIR:-build-asan}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGSEARCH_SANITIZE=ON >/dev/null
+cmake --build "$build" -j"$(nproc)"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=0:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+cd "$build"
+ctest --output-on-failure -j"$(nproc)" "$@"
