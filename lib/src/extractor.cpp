@@ -147,16 +147,11 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
   try {
     Item item;
     for (;;) {
-      // Take what is ready; when nothing is, run a partial batch rather than idle.
-      const bool got = queue.pop(item, batch.empty());
-      if (!got) {
-        if (!batch.empty()) {
-          flush();
-          continue;
-        }
-        if (queue.finished()) break;
-        continue;
-      }
+      // Wait for a full batch; only the last one may be partial. Running a partial batch
+      // whenever the queue is momentarily empty looks like it keeps the CNN busy, but on
+      // a CPU the decoders and the CNN share the same cores, and small batches cost more
+      // per image (and each new batch size sets up new oneDNN kernels).
+      if (!queue.pop(item, true)) break;  // every producer is done and the queue is drained
       if (item.tensor.empty()) {
         ExtractResult r;
         r.input_index = item.index;

@@ -56,35 +56,56 @@ void save_index(const ImageIndex& index, const std::string& path) {
   out.commit();
 }
 
-ImageIndex load_index(const std::string& path) {
-  detail::BinaryFileReader in(path, kMagic, "index", kVersion);
+namespace {
+
+struct IndexMeta {
   std::uint64_t count = 0;
   int dim = 0;
   HnswParams params;
   ModelInfo model;
-  {
-    const auto [data, size] = in.section("META");
-    try {
-      const nlohmann::json meta = detail::parse_json_limited(data, size);
-      count = static_cast<std::uint64_t>(detail::json_integer(meta, "count", 0, static_cast<std::int64_t>(kMaxEntries)));
-      dim = static_cast<int>(detail::json_integer(meta, "dim", 1, 1 << 16));
-      if (meta.at("metric").get<std::string>() != "cosine" || meta.at("dtype").get<std::string>() != "float32")
-        in.fail("unsupported metric or dtype");
-      const auto& h = meta.at("hnsw");
-      params.M = static_cast<int>(detail::json_integer(h, "M", 0, 1 << 20));
-      params.ef_construction = static_cast<int>(detail::json_integer(h, "ef_construction", 0, 1 << 20));
-      params.ef_search = static_cast<int>(detail::json_integer(h, "ef_search", 0, 1 << 20));
-      if (params.M < 2 || params.M > 256 || params.ef_construction < 1 || params.ef_construction > 1 << 20 ||
-          params.ef_search < 1 || params.ef_search > 1 << 20)
-        in.fail("bad HNSW parameters");
-      model = ModelInfo::from_json(meta.at("model").dump());
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::Format && std::string(e.what()).rfind(path, 0) == 0) throw;
-      in.fail(std::string("bad metadata: ") + e.what());  // model metadata errors do not name the file
-    } catch (const std::exception& e) {
-      in.fail(std::string("bad metadata: ") + e.what());
-    }
+};
+
+IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path) {
+  IndexMeta m;
+  const auto [data, size] = in.section("META");
+  try {
+    const nlohmann::json meta = detail::parse_json_limited(data, size);
+    m.count = static_cast<std::uint64_t>(detail::json_integer(meta, "count", 0, static_cast<std::int64_t>(kMaxEntries)));
+    m.dim = static_cast<int>(detail::json_integer(meta, "dim", 1, 1 << 16));
+    if (meta.at("metric").get<std::string>() != "cosine" || meta.at("dtype").get<std::string>() != "float32")
+      in.fail("unsupported metric or dtype");
+    const auto& h = meta.at("hnsw");
+    HnswParams& params = m.params;
+    params.M = static_cast<int>(detail::json_integer(h, "M", 0, 1 << 20));
+    params.ef_construction = static_cast<int>(detail::json_integer(h, "ef_construction", 0, 1 << 20));
+    params.ef_search = static_cast<int>(detail::json_integer(h, "ef_search", 0, 1 << 20));
+    if (params.M < 2 || params.M > 256 || params.ef_construction < 1 || params.ef_construction > 1 << 20 ||
+        params.ef_search < 1 || params.ef_search > 1 << 20)
+      in.fail("bad HNSW parameters");
+    m.model = ModelInfo::from_json(meta.at("model").dump());
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Format && std::string(e.what()).rfind(path, 0) == 0) throw;
+    in.fail(std::string("bad metadata: ") + e.what());  // model metadata errors do not name the file
+  } catch (const std::exception& e) {
+    in.fail(std::string("bad metadata: ") + e.what());
   }
+  return m;
+}
+
+}  // namespace
+
+ModelInfo load_index_model(const std::string& path) {
+  detail::BinaryFileReader in(path, kMagic, "index", kVersion);
+  return read_meta(in, path).model;
+}
+
+ImageIndex load_index(const std::string& path) {
+  detail::BinaryFileReader in(path, kMagic, "index", kVersion);
+  IndexMeta meta = read_meta(in, path);
+  const std::uint64_t count = meta.count;
+  const int dim = meta.dim;
+  const HnswParams params = meta.params;
+  ModelInfo model = std::move(meta.model);
 
   const auto [vecs, vecs_size] = in.section("VECS");
   if (vecs_size / sizeof(float) / dim != count || vecs_size != count * dim * sizeof(float))

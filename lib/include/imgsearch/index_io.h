@@ -15,4 +15,9 @@ void save_index(const ImageIndex& index, const std::string& path);
 // a truncated, corrupt or hostile file throws Error(Format) naming the file.
 ImageIndex load_index(const std::string& path);
 
+// Only the model an index was built with (its header and metadata, checked the same way),
+// without reading the vectors or the graph: lets a caller load the model while the index
+// itself loads on another thread.
+ModelInfo load_index_model(const std::string& path);
+
 }  // namespace imgsearch
