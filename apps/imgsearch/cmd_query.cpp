@@ -66,9 +66,7 @@ int run_query(QueryArgs args) {
   try {
     model = load_model_for_index(args.model, index_model, index_path);
   } catch (...) {
-    // A broken index is the first thing to report; otherwise the model's error.
-    loading.wait();
-    loading.get();
+    loading.get();  // a broken index is the first thing to report; otherwise the model's error
     throw;
   }
   ImageIndex index = loading.get();

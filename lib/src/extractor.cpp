@@ -36,19 +36,14 @@ class BoundedQueue {
   }
 
   // Waits for an item; false once every producer is done and the queue is drained.
-  bool pop(Item& item, bool wait) {
+  bool pop(Item& item) {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (wait) not_empty_.wait(lock, [&] { return !items_.empty() || producers_ == 0 || closed_; });
+    not_empty_.wait(lock, [&] { return !items_.empty() || producers_ == 0 || closed_; });
     if (items_.empty()) return false;
     item = std::move(items_.front());
     items_.pop_front();
     not_full_.notify_one();
     return true;
-  }
-
-  bool finished() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return items_.empty() && (producers_ == 0 || closed_);
   }
 
   void add_producer() {
@@ -151,7 +146,7 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
       // whenever the queue is momentarily empty looks like it keeps the CNN busy, but on
       // a CPU the decoders and the CNN share the same cores, and small batches cost more
       // per image (and each new batch size sets up new oneDNN kernels).
-      if (!queue.pop(item, true)) break;  // every producer is done and the queue is drained
+      if (!queue.pop(item)) break;  // every producer is done and the queue is drained
       if (item.tensor.empty()) {
         ExtractResult r;
         r.input_index = item.index;

@@ -2,6 +2,7 @@
 
 #include "binary_file.h"
 #include "imgsearch/error.h"
+#include "meta_section.h"
 #include "model_info_json.h"
 
 #include <nlohmann/json.hpp>
@@ -47,21 +48,12 @@ FeatureSet read_features_file(const std::string& path) {
   detail::BinaryFileReader in(path, kMagic, "features file", kVersion);
   FeatureSet f;
   std::uint64_t count = 0;
-  {
-    const auto [data, size] = in.section("META");
-    try {
-      const nlohmann::json meta = detail::parse_json_limited(data, size);
-      count = static_cast<std::uint64_t>(detail::json_integer(meta, "count", 0, std::numeric_limits<std::int64_t>::max()));
-      f.dim = static_cast<int>(detail::json_integer(meta, "dim", 1, kMaxDim));
-      if (meta.at("dtype").get<std::string>() != "float32") in.fail("unsupported dtype");
-      f.model = ModelInfo::from_json(meta.at("model").dump());
-    } catch (const Error& e) {
-      if (e.kind() == ErrorKind::Format && std::string(e.what()).rfind(path, 0) == 0) throw;
-      in.fail(std::string("bad metadata: ") + e.what());  // model metadata errors do not name the file
-    } catch (const std::exception& e) {
-      in.fail(std::string("bad metadata: ") + e.what());
-    }
-  }
+  detail::read_meta_section(in, path, [&](const nlohmann::json& meta) {
+    count = static_cast<std::uint64_t>(detail::json_integer(meta, "count", 0, std::numeric_limits<std::int64_t>::max()));
+    f.dim = static_cast<int>(detail::json_integer(meta, "dim", 1, kMaxDim));
+    if (meta.at("dtype").get<std::string>() != "float32") in.fail("unsupported dtype");
+    f.model = ModelInfo::from_json(meta.at("model").dump());
+  });
   const auto [vecs, vecs_size] = in.section("VECS");
   // Check the count against the bytes actually present before allocating anything.
   if (count > vecs_size / (sizeof(float) * f.dim) || vecs_size != count * f.dim * sizeof(float))

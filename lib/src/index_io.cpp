@@ -3,6 +3,7 @@
 #include "binary_file.h"
 #include "imgsearch/error.h"
 #include "index_graph.h"
+#include "meta_section.h"
 #include "model_info_json.h"
 
 #include <nlohmann/json.hpp>
@@ -67,9 +68,7 @@ struct IndexMeta {
 
 IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path) {
   IndexMeta m;
-  const auto [data, size] = in.section("META");
-  try {
-    const nlohmann::json meta = detail::parse_json_limited(data, size);
+  detail::read_meta_section(in, path, [&](const nlohmann::json& meta) {
     m.count = static_cast<std::uint64_t>(detail::json_integer(meta, "count", 0, static_cast<std::int64_t>(kMaxEntries)));
     m.dim = static_cast<int>(detail::json_integer(meta, "dim", 1, 1 << 16));
     if (meta.at("metric").get<std::string>() != "cosine" || meta.at("dtype").get<std::string>() != "float32")
@@ -83,12 +82,7 @@ IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path)
         params.ef_search < 1 || params.ef_search > 1 << 20)
       in.fail("bad HNSW parameters");
     m.model = ModelInfo::from_json(meta.at("model").dump());
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::Format && std::string(e.what()).rfind(path, 0) == 0) throw;
-    in.fail(std::string("bad metadata: ") + e.what());  // model metadata errors do not name the file
-  } catch (const std::exception& e) {
-    in.fail(std::string("bad metadata: ") + e.what());
-  }
+  });
   return m;
 }
 
@@ -101,11 +95,7 @@ ModelInfo load_index_model(const std::string& path) {
 
 ImageIndex load_index(const std::string& path) {
   detail::BinaryFileReader in(path, kMagic, "index", kVersion);
-  IndexMeta meta = read_meta(in, path);
-  const std::uint64_t count = meta.count;
-  const int dim = meta.dim;
-  const HnswParams params = meta.params;
-  ModelInfo model = std::move(meta.model);
+  auto [count, dim, params, model] = read_meta(in, path);
 
   const auto [vecs, vecs_size] = in.section("VECS");
   if (vecs_size / sizeof(float) / dim != count || vecs_size != count * dim * sizeof(float))

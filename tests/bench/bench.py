@@ -240,7 +240,7 @@ def fashion_full_index(args, work, results):
     wall, rss, out, rc, load = timed([args.imgsearch, "index", os.path.join(FASHION, "images"), "-i", index,
                                       "-m", MOBILENET, *MOBILENET_NORM, "--threads", str(args.threads)])
     results["fashion_index_full"] = {"images": 44072, "wall_s": wall, "img_s": 44072 / wall, "rss_mb": rss,
-                                     "rc": rc, "load": load, "summary": out.strip().splitlines()[-1:] }
+                                     "rc": rc, "load": load, "summary": out.strip().splitlines()[-1:]}
     os.remove(index)
 
 

@@ -9,6 +9,8 @@ count_of() {  # count_of INDEX: the entry count `imgsearch info` reports, or fai
   "$IMGSEARCH" info -i "$1" --json >"$WORK/info.json" 2>"$WORK/info.err" || { cat "$WORK/info.err"; fail "$1 does not load"; }
   "$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['count'])" "$WORK/info.json"
 }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 
 # 300 Corel images as symlinks; the old complete index holds the first 100.
 mkdir photos
@@ -28,9 +30,9 @@ link_images 101 300
 
 # How long the update to 300 takes here, to spread the kills over it.
 cp old.index timing.index
-start=$(date +%s%N)
+start=$(now_ms)
 expect_status 0 "$IMGSEARCH" index photos -i timing.index "${ARGS[@]}"
-full_ms=$((($(date +%s%N) - start) / 1000000))
+full_ms=$(($(now_ms) - start))
 echo "a full update takes ${full_ms} ms"
 
 saw_old=0 saw_new=0
@@ -41,7 +43,7 @@ for attempt in 1 2 3 4 5 6; do
   delay_ms=$(( full_ms * pct / 100 ))
   "$IMGSEARCH" index photos -i kill.index "${ARGS[@]}" >/dev/null 2>&1 &
   pid=$!
-  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+  sleep_ms "$delay_ms"
   kill -KILL $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
   c=$(count_of kill.index)
@@ -65,9 +67,9 @@ ls kill.index.tmp-* >/dev/null 2>&1 && fail "stale temporary files left: $(ls ki
 # The moment is a fraction of how long indexing all 300 from scratch takes here (start-up
 # included), so the test catches the run mid-extraction on a fast machine and a slow one.
 rm -f int.index
-start=$(date +%s%N)
+start=$(now_ms)
 expect_status 0 "$IMGSEARCH" index photos -i int.index "${ARGS[@]}"
-scratch_ms=$((($(date +%s%N) - start) / 1000000))
+scratch_ms=$(($(now_ms) - start))
 echo "indexing 300 from scratch takes ${scratch_ms} ms"
 got_partial=0
 for pct in 50 35 65 25 80 45; do
@@ -75,7 +77,7 @@ for pct in 50 35 65 25 80 45; do
   delay_ms=$(( scratch_ms * pct / 100 ))
   "$IMGSEARCH" index photos -i int.index "${ARGS[@]}" >"$WORK/int.out" 2>"$WORK/int.err" &
   pid=$!
-  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+  sleep_ms "$delay_ms"
   kill -INT $pid 2>/dev/null || true
   set +e
   wait $pid
