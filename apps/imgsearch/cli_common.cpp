@@ -3,6 +3,7 @@
 #include <imgsearch/error.h>
 #include <imgsearch/file_scan.h>
 #include <imgsearch/log.h>
+#include <imgsearch/searcher.h>
 
 #include <fmt/format.h>
 
@@ -117,31 +118,8 @@ std::string resolve_index_path(const std::string& option) {
 
 std::unique_ptr<Model> load_model_for_index(const ModelArgs& args, const ModelInfo& index_model,
                                             const std::string& index_path) {
-  const std::string path = resolve_model_path(args, &index_model);
-  if (!index_model.content_hash.empty()) {
-    const std::string hash = hash_file(path);
-    if (hash != index_model.content_hash)
-      throw_error(ErrorKind::Mismatch,
-                  "{}: the index was built with model {} ({}, hash {}), but {} has hash {}; query with that model, "
-                  "or rebuild the index with `imgsearch index --rebuild -m {}`",
-                  index_path, index_model.path, index_model.name, index_model.content_hash, path, hash, path);
-  }
-  ModelOptions options = args.options();
-  // The index fixes the preprocessing its vectors were made with.
-  ModelOverrides& o = options.overrides;
-  if (o.any() && (o.mean && *o.mean != index_model.preprocess.mean))
-    throw_error(ErrorKind::Mismatch, "{}: --mean differs from the preprocessing the index was built with", index_path);
-  if (o.std && *o.std != index_model.preprocess.std)
-    throw_error(ErrorKind::Mismatch, "{}: --std differs from the preprocessing the index was built with", index_path);
-  o.mean = index_model.preprocess.mean;
-  o.std = index_model.preprocess.std;
-  o.input_size = index_model.preprocess.input_size;
-  o.resize = index_model.preprocess.resize;
-  auto model = Model::load(path, options);
-  if (index_model.output_dim > 0 && model->info().output_dim > 0 && model->info().output_dim != index_model.output_dim)
-    throw_error(ErrorKind::Mismatch, "{}: model {} gives {}-d vectors, the index holds {}-d", index_path, path,
-                model->info().output_dim, index_model.output_dim);
-  return model;
+  return imgsearch::load_model_for_index(resolve_model_path(args, &index_model), args.options(), index_model,
+                                         index_path);
 }
 
 std::vector<std::string> expand_stdin(const std::vector<std::string>& inputs) {

@@ -5,7 +5,7 @@
 #include <imgsearch/file_scan.h>
 #include <imgsearch/html_report.h>
 #include <imgsearch/index_io.h>
-#include <imgsearch/preprocess.h>
+#include <imgsearch/searcher.h>
 
 #include <nlohmann/json.hpp>
 
@@ -70,26 +70,25 @@ int run_query(QueryArgs args) {
     throw;
   }
   ImageIndex index = loading.get();
-  const PreprocessConfig config = model->info().preprocess;
-  DecodeOptions decode = args.model.decode();
-  decode.min_shorter_side = 2 * config.resize;  // DCT-scaled JPEG decoding, as extraction does
-  std::vector<float> tensor(static_cast<std::size_t>(3) * config.input_size * config.input_size);
-  std::vector<float> vec(static_cast<std::size_t>(index.dim()));
+  Searcher searcher(index, *model, args.model.decode());
+  SearchOptions search_options;
+  search_options.k = args.k;
+  search_options.ef = args.ef;
+  search_options.exact = args.exact;
 
   std::size_t failures = 0, answered = 0;
   std::vector<QueryResults> page_queries;
   auto answer = [&](const std::string& query) {
+    std::vector<float> vec;
     try {
-      const Image image = decode_image_file(query, decode);
-      preprocess(image, config, tensor.data());
-      model->embed(tensor.data(), 1, vec.data());
+      vec = searcher.embed_file(query);
     } catch (const Error& e) {
-      if (e.kind() == ErrorKind::Model) throw;  // the model is broken: every query would fail
+      if (e.kind() == ErrorKind::Model || e.kind() == ErrorKind::Mismatch) throw;  // every query would fail
       report_problem(e.what());
       ++failures;
       return;
     }
-    const auto hits = args.exact ? index.search_exact(vec.data(), args.k) : index.search(vec.data(), args.k, args.ef);
+    const auto hits = searcher.search(vec.data(), search_options);
     print_results(args, index, query, hits);
     if (!args.html.empty()) {
       QueryResults page_query{absolute_path(query), {}};

@@ -1,0 +1,71 @@
+// The one path from image bytes to ranked hits, shared by `query`, `serve` and `dedup`:
+// decode (JPEGs at a reduced DCT scale where that is enough), preprocess, embed, search.
+#pragma once
+
+#include "imgsearch/image.h"
+#include "imgsearch/index.h"
+#include "imgsearch/model.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace imgsearch {
+
+struct SearchOptions {
+  int k = 9;
+  int ef = 0;          // HNSW beam width; 0 = the index's default (>= k is enforced)
+  bool exact = false;  // brute force over every vector instead of HNSW
+};
+
+// Loads the model an index was built with, fixing its preprocessing to the index's:
+// refuses (Error(Mismatch)) a model file whose content hash differs from the one the
+// index recorded, mean/std overrides that contradict the index, or a different output
+// dimension. `model_path` is the file to load (the caller resolves defaults).
+std::unique_ptr<Model> load_model_for_index(const std::string& model_path, ModelOptions options,
+                                            const ModelInfo& index_model, const std::string& index_path);
+
+// Not thread-safe (the model is not): one Searcher per thread, or a lock around embed().
+// Searching alone (search()) only reads the index and may run on many threads at once.
+class Searcher {
+ public:
+  // `index` and `model` must outlive the Searcher. `decode.min_shorter_side` is set here.
+  Searcher(const ImageIndex& index, Model& model, DecodeOptions decode = {});
+
+  const ImageIndex& index() const { return index_; }
+  Model& model() { return model_; }
+  const DecodeOptions& decode_options() const { return decode_; }
+
+  // Decodes an image file or buffer the way extraction does; throws Error(Decode/Io)
+  // whose message starts with the file name (or `name` for a buffer).
+  Image decode_file(const std::string& path) const;
+  Image decode_memory(const std::uint8_t* data, std::size_t size, const std::string& name) const;
+
+  // Preprocesses into `tensor` (3 * S * S floats, S = the model's input size).
+  void preprocess_into(const Image& image, float* tensor) const;
+  std::size_t tensor_size() const;
+
+  // One or more images -> L2-normalised embeddings (index().dim() floats each), one
+  // forward pass for all of them. Throws Error(Model) when the model fails.
+  std::vector<float> embed(const std::vector<const Image*>& images);
+  std::vector<float> embed(const Image& image) { return embed(std::vector<const Image*>{&image}); }
+  std::vector<float> embed_file(const std::string& path) { return embed(decode_file(path)); }
+
+  // The ranked hits for an embedding (best first).
+  std::vector<SearchHit> search(const float* vector, const SearchOptions& options) const;
+  // The ranked hits for an indexed image, itself included (rank 1 unless a duplicate ties).
+  std::vector<SearchHit> search_by_id(std::uint32_t id, const SearchOptions& options) const;
+
+  std::vector<SearchHit> search_file(const std::string& path, const SearchOptions& options) {
+    const auto v = embed_file(path);
+    return search(v.data(), options);
+  }
+
+ private:
+  const ImageIndex& index_;
+  Model& model_;
+  DecodeOptions decode_;
+};
+
+}  // namespace imgsearch

@@ -1,0 +1,83 @@
+#include "imgsearch/searcher.h"
+
+#include "imgsearch/error.h"
+#include "imgsearch/preprocess.h"
+
+namespace imgsearch {
+
+std::unique_ptr<Model> load_model_for_index(const std::string& model_path, ModelOptions options,
+                                            const ModelInfo& index_model, const std::string& index_path) {
+  if (!index_model.content_hash.empty()) {
+    const std::string hash = hash_file(model_path);
+    if (hash != index_model.content_hash)
+      throw_error(ErrorKind::Mismatch,
+                  "{}: the index was built with model {} ({}, hash {}), but {} has hash {}; query with that model, "
+                  "or rebuild the index with `imgsearch index --rebuild -m {}`",
+                  index_path, index_model.path, index_model.name, index_model.content_hash, model_path, hash,
+                  model_path);
+  }
+  // The index fixes the preprocessing its vectors were made with.
+  ModelOverrides& o = options.overrides;
+  if (o.mean && *o.mean != index_model.preprocess.mean)
+    throw_error(ErrorKind::Mismatch, "{}: --mean differs from the preprocessing the index was built with", index_path);
+  if (o.std && *o.std != index_model.preprocess.std)
+    throw_error(ErrorKind::Mismatch, "{}: --std differs from the preprocessing the index was built with", index_path);
+  o.mean = index_model.preprocess.mean;
+  o.std = index_model.preprocess.std;
+  o.input_size = index_model.preprocess.input_size;
+  o.resize = index_model.preprocess.resize;
+  auto model = Model::load(model_path, options);
+  if (index_model.output_dim > 0 && model->info().output_dim > 0 && model->info().output_dim != index_model.output_dim)
+    throw_error(ErrorKind::Mismatch, "{}: model {} gives {}-d vectors, the index holds {}-d", index_path, model_path,
+                model->info().output_dim, index_model.output_dim);
+  return model;
+}
+
+Searcher::Searcher(const ImageIndex& index, Model& model, DecodeOptions decode)
+    : index_(index), model_(model), decode_(decode) {
+  // Extraction decodes JPEGs at a reduced DCT scale when the shorter side stays at least
+  // twice the resize target; queries must see the same pixels to get the same vectors.
+  decode_.min_shorter_side = 2 * model_.info().preprocess.resize;
+}
+
+Image Searcher::decode_file(const std::string& path) const { return decode_image_file(path, decode_); }
+
+Image Searcher::decode_memory(const std::uint8_t* data, std::size_t size, const std::string& name) const {
+  return decode_image_memory(data, size, decode_, name);
+}
+
+std::size_t Searcher::tensor_size() const {
+  const std::size_t s = static_cast<std::size_t>(model_.info().preprocess.input_size);
+  return 3 * s * s;
+}
+
+void Searcher::preprocess_into(const Image& image, float* tensor) const {
+  preprocess(image, model_.info().preprocess, tensor);
+}
+
+std::vector<float> Searcher::embed(const std::vector<const Image*>& images) {
+  const std::size_t n = images.size();
+  if (n == 0) return {};
+  const std::size_t per = tensor_size();
+  std::vector<float> tensor(per * n);
+  for (std::size_t i = 0; i < n; ++i) preprocess_into(*images[i], tensor.data() + i * per);
+  const int dim = model_.output_dim();
+  IMGSEARCH_CHECK(dim == index_.dim(), ErrorKind::Mismatch, "model {} gives {}-d vectors, the index holds {}-d",
+                  model_.info().path, dim, index_.dim());
+  std::vector<float> out(static_cast<std::size_t>(dim) * n);
+  model_.embed(tensor.data(), static_cast<int>(n), out.data());
+  return out;
+}
+
+std::vector<SearchHit> Searcher::search(const float* vector, const SearchOptions& options) const {
+  IMGSEARCH_CHECK(options.k >= 1, ErrorKind::InvalidArgument, "k must be at least 1, got {}", options.k);
+  return options.exact ? index_.search_exact(vector, options.k) : index_.search(vector, options.k, options.ef);
+}
+
+std::vector<SearchHit> Searcher::search_by_id(std::uint32_t id, const SearchOptions& options) const {
+  IMGSEARCH_CHECK(id < index_.size(), ErrorKind::InvalidArgument, "no image with id {} (the index holds {})", id,
+                  index_.size());
+  return search(index_.vector(id), options);
+}
+
+}  // namespace imgsearch
