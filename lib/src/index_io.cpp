@@ -10,20 +10,34 @@
 
 #include <cmath>
 #include <cstring>
+#include <set>
 
 namespace imgsearch {
 
 namespace {
 constexpr char kMagic[] = "IMGSINDX";
-constexpr std::uint32_t kVersion = 1;
+// Version 1: no required features. Version 2: META may list "requires" (below); written
+// only when it is non-empty, so that imgsearch 0.1 (which reads version 1 only and knows
+// no "requires") refuses such a file instead of misreading it.
+constexpr std::uint32_t kVersion = 2;
 constexpr std::uint64_t kMaxEntries = 0xFFFFFFF0ull;
 constexpr std::size_t kMaxPathBytes = 1 << 16;
+// Optional sections that change what an index's vectors or rankings mean are listed in
+// META "requires"; a reader refuses a file that requires a feature it does not know, so an
+// older imgsearch never silently ignores one. Sections that only add information (a
+// reader that skips them still ranks correctly) need no entry. docs/formats.md.
+const std::set<std::string>& known_features() {
+  static const std::set<std::string> features{};
+  return features;
+}
 }  // namespace
 
 void save_index(const ImageIndex& index, const std::string& path) {
   const std::size_t n = index.size();
   const int dim = index.dim();
-  detail::BinaryFileWriter out(path, kMagic, kVersion, 4);
+  // Features this index uses that change what its vectors or rankings mean.
+  std::vector<std::string> required;
+  detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, 4);
 
   nlohmann::json meta;
   meta["count"] = n;
@@ -34,6 +48,7 @@ void save_index(const ImageIndex& index, const std::string& path) {
                   {"ef_construction", index.params().ef_construction},
                   {"ef_search", index.params().ef_search}};
   meta["model"] = nlohmann::json::parse(index.model().to_json());
+  if (!required.empty()) meta["requires"] = required;
   const std::string meta_text = meta.dump();
   out.begin_section("META");
   out.write(meta_text.data(), meta_text.size());
@@ -82,6 +97,14 @@ IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path)
         params.ef_search < 1 || params.ef_search > 1 << 20)
       in.fail("bad HNSW parameters");
     m.model = ModelInfo::from_json(meta.at("model").dump());
+    if (meta.contains("requires")) {
+      for (const auto& feature : meta.at("requires")) {
+        const std::string name = feature.get<std::string>();
+        if (!known_features().count(name))
+          throw_error(ErrorKind::Format, "{}: written by a newer imgsearch (needs feature '{}'); upgrade imgsearch",
+                      path, name);
+      }
+    }
   });
   return m;
 }

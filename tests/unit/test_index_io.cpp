@@ -197,7 +197,7 @@ TEST_CASE("wrong magic, a features file, a future version and a zero version are
   test::write_bytes(f.bad, Bytes{});
   expect_format_error(f.bad, "too short");
 
-  for (const std::uint32_t version : {2u, 1000u, 0xFFFFFFFFu, 0u}) {
+  for (const std::uint32_t version : {3u, 1000u, 0xFFFFFFFFu, 0u}) {
     Bytes v = f.bytes;
     test::put(v, 8, version);
     Container::fix_header_checksum(v);
@@ -278,6 +278,16 @@ TEST_CASE("hostile sections with valid checksums: metadata", "[index_io][hostile
     f.expect_rejected(c, what);
   };
   with_meta([](auto& j) { j["count"] = 301; }, "vector section size does not match 301");
+  // A version-2 file that needs a feature this build does not know is refused, not misread.
+  {
+    Container c = good;
+    c.version = 2;
+    c.section("META").data = to_bytes(meta_with(good, [](auto& j) { j["requires"] = {"warp-drive"}; }));
+    f.expect_rejected(c, "written by a newer imgsearch (needs feature 'warp-drive')");
+    c.section("META").data = to_bytes(meta_with(good, [](auto& j) { j["requires"] = nlohmann::json::array(); }));
+    test::write_bytes(f.bad, c.serialize());
+    CHECK(load_index(f.bad).size() == load_index(f.good).size());
+  }
   with_meta([](auto& j) { j["count"] = 299; }, "vector section size does not match 299");
   with_meta([](auto& j) { j["count"] = 1ull << 40; }, "count out of range");
   with_meta([](auto& j) { j["count"] = 4294967280ull; }, "vector section size does not match");
