@@ -474,8 +474,23 @@ def cmd_import(args):
     dim = shape[1]
 
     name = args.name or os.path.splitext(os.path.basename(args.input))[0]
-    meta = make_metadata(torch, name, "imported", dim, size, resize,
+    meta = make_metadata(torch, name, args.weights, dim, size, resize,
                          args.mean, args.std)
+    if args.fp16:
+        # Half the bytes; imgsearch (model.cpp) converts float16 weights back to
+        # float32 on load. Check the round trip on the probe input.
+        module.half()
+        module.float()
+        with torch.no_grad():
+            y16 = module(x)
+        cos = torch.nn.functional.cosine_similarity(y.float(), y16.float()).min()
+        if not cos >= 0.999:
+            raise ExportError(f"float16 weights change the output too much "
+                              f"(cosine {float(cos):.5f} < 0.999)")
+        note(f"float16 weights: output cosine to the original >= "
+             f"{float(cos):.6f}")
+        module.half()
+        meta["weights_dtype"] = "float16"
     if META_NAME in extra:
         note(f"replacing the existing {META_NAME} in {args.input}")
     extra[META_NAME] = metadata_json(meta)
@@ -614,6 +629,13 @@ def build_parser():
     i.add_argument("--name", default=None,
                    help="model name stored in the metadata (default: the "
                         "input file name without extension)")
+    i.add_argument("--weights", default="imported", metavar="LABEL",
+                   help="what the weights are, stored in the metadata "
+                        "(e.g. imagenet)")
+    i.add_argument("--fp16", action="store_true",
+                   help="store the weights as float16 (half the file; "
+                        "imgsearch converts them back to float32 on load, "
+                        "and the output is checked against the original)")
     i.add_argument("-o", "--output", required=True, metavar="OUT.pt",
                    help="output TorchScript file (written atomically; may "
                         "be the input file)")

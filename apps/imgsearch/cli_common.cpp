@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -83,7 +84,7 @@ DecodeOptions ModelArgs::decode() const {
   return d;
 }
 
-std::string default_model_path() {
+std::string exported_default_model_path() {
   std::string base;
   if (const char* home = std::getenv("IMGSEARCH_HOME"); home && *home) {
     base = home;
@@ -97,17 +98,42 @@ std::string default_model_path() {
   return base + "/models/default.pt";
 }
 
+std::string builtin_model_path() {
+  // Beside the binary: <prefix>/bin/imgsearch and <prefix>/share/imgsearch/models/ in an
+  // installed tree, an extracted .deb and the build tree alike (build/bin, build/share).
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto candidate = exe.parent_path().parent_path() / "share/imgsearch/models" / kBuiltinModelFile;
+    if (std::filesystem::is_regular_file(candidate, ec)) return candidate.string();
+  }
+  return std::string(IMGSEARCH_INSTALL_DATADIR) + "/imgsearch/models/" + kBuiltinModelFile;
+}
+
+std::string default_model_path() {
+  const std::string exported = exported_default_model_path();
+  return ::access(exported.c_str(), R_OK) == 0 ? exported : builtin_model_path();
+}
+
 std::string resolve_model_path(const ModelArgs& args, const ModelInfo* index_model) {
   if (!args.model.empty()) return args.model;
   if (const char* env = std::getenv("IMGSEARCH_MODEL"); env && *env) return env;
-  if (index_model && !index_model->path.empty()) return index_model->path;
-  const std::string fallback = default_model_path();
-  if (::access(fallback.c_str(), R_OK) != 0)
+  if (index_model && !index_model->path.empty()) {
+    // An index built with the built-in model keeps working when imgsearch moves (a build
+    // tree, then an installed package): the same file is found by its content hash.
+    if (::access(index_model->path.c_str(), R_OK) != 0 && !index_model->content_hash.empty()) {
+      const std::string builtin = builtin_model_path();
+      if (::access(builtin.c_str(), R_OK) == 0 && hash_file(builtin) == index_model->content_hash) return builtin;
+    }
+    return index_model->path;
+  }
+  const std::string model = default_model_path();
+  if (::access(model.c_str(), R_OK) != 0)
     throw_error(ErrorKind::Model,
-                "no model given and the default model {} does not exist; pass -m MODEL.pt, set IMGSEARCH_MODEL, or "
-                "export one with: /usr/bin/python3 models/export.py resnet50 --weights imagenet -o {}",
-                fallback, fallback);
-  return fallback;
+                "no model given and the built-in model {} is missing (a broken installation?); pass -m MODEL.pt or "
+                "set IMGSEARCH_MODEL",
+                model);
+  return model;
 }
 
 std::string resolve_index_path(const std::string& option) {

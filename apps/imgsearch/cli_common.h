@@ -51,9 +51,19 @@ struct ModelArgs {
 };
 
 // The model file to use: -m, then $IMGSEARCH_MODEL, then `index_model` (the one an
-// index was built with), then the default exported by scripts/quickstart.sh.
+// index was built with; if that file is gone, the built-in model when its content hash
+// matches), then default_model_path().
 std::string resolve_model_path(const ModelArgs& args, const ModelInfo* index_model);
+// A model the user made the default (exported_default_model_path()) if there is one,
+// else the built-in model.
 std::string default_model_path();
+// $IMGSEARCH_HOME/models/default.pt, else $XDG_DATA_HOME/imgsearch/models/default.pt,
+// else ~/.local/share/imgsearch/models/default.pt.
+std::string exported_default_model_path();
+// The real ImageNet MobileNetV2 shipped with imgsearch (float16 weights, metadata
+// embedded): <dir of the binary>/../share/imgsearch/models/, else the install prefix's.
+std::string builtin_model_path();
+inline constexpr const char* kBuiltinModelFile = "mobilenet_v2_imagenet.pt";
 // -i, then $IMGSEARCH_INDEX, then ./imgsearch.index.
 std::string resolve_index_path(const std::string& option);
 

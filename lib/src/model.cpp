@@ -157,6 +157,11 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
     precision = Precision::Fp32;
   }
   try {
+    // Weights stored as float16 (export.py import --fp16, the built-in model) halve the
+    // file; they run as float32 or bf16 like any other model.
+    bool half_weights = false;
+    for (const auto& p : module.parameters()) half_weights = half_weights || p.scalar_type() == torch::kHalf;
+    if (half_weights && precision != Precision::Bf16) module.to(torch::kFloat32);
     if (precision == Precision::Bf16) {
       module.to(torch::kBFloat16);
       model->impl_->dtype = torch::kBFloat16;
