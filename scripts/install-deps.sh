@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Installs imgsearch's build and test dependencies from Debian's packages (bookworm or
-# later; Ubuntu 23.04+ has the same names). Runs apt-get as root, or through sudo.
+# Installs what imgsearch needs from Debian's packages (bookworm or later; Ubuntu 23.04+
+# has the same names). Runs apt-get as root, or through sudo. Installs only what is missing.
+#   scripts/install-deps.sh          building and running imgsearch (scripts/quickstart.sh)
+#   scripts/install-deps.sh --test   also the test suite, fuzzers, man page and packages
 set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libtorch-dev libopenblas0-pthread   # LibTorch; without OpenBLAS torch uses the slow reference BLAS
   libhnswlib-dev libstb-dev libturbojpeg0-dev libwebp-dev libxxhash-dev
-  libcli11-dev libfmt-dev nlohmann-json3-dev catch2
-  python3-torch python3-torchvision python3-pil python3-numpy   # models/export.py, benchmarks
+  libcli11-dev libfmt-dev nlohmann-json3-dev
   libblas-dev                   # cblas.h: eval's exact rankings (runs on OpenBLAS where installed)
-  chromium                      # tests: HTML pages render in headless Chromium (scripts/render_html.sh)
-  clang-14 libclang-rt-14-dev   # scripts/fuzz.sh: libFuzzer with ASan/UBSan
 )
+TEST_PACKAGES=(
+  catch2
+  python3-torch python3-torchvision python3-pil python3-numpy   # models/export.py, test data, benchmarks
+  chromium                      # HTML pages render in headless Chromium (scripts/render_html.sh)
+  clang-14 libclang-rt-14-dev   # scripts/fuzz.sh: libFuzzer with ASan/UBSan
+  pandoc                        # the man page, generated from docs/cli.md
+  dpkg-dev file                 # cpack -G DEB: dpkg-shlibdeps finds the package's dependencies
+)
+if [ "${1:-}" = "--test" ]; then
+  PACKAGES+=("${TEST_PACKAGES[@]}")
+elif [ -n "${1:-}" ]; then
+  echo "usage: $0 [--test]" >&2
+  exit 2
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,7 +13,7 @@
 #  - verify_asan_link_order=0 is not needed: the executables link libasan first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --test
 build=${SANITIZE_BUILD_DIR:-build-asan}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGSEARCH_SANITIZE=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"

@@ -48,7 +48,7 @@ void on_signal(int) { g_interrupted = true; }
 
 void ModelArgs::add_to(CLI::App& app) {
   app.add_option("-m,--model", model, "TorchScript model file (default: $IMGSEARCH_MODEL, the index's model, "
-                                       "then the model scripts/quickstart.sh exports)");
+                                       "then --print-default-model: the built-in MobileNetV2 unless you exported one)");
   app.add_option("--mean", mean, "per-channel mean R,G,B, for models without embedded metadata");
   app.add_option("--std", std, "per-channel std R,G,B, for models without embedded metadata");
   app.add_option("--input-size", input_size, "crop size the model expects (default 224)")->check(CLI::Range(16, 4096));

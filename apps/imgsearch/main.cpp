@@ -43,13 +43,14 @@ int main(int argc, char** argv) {
   ensure_passive_omp_wait(argc, argv);
 
   CLI::App app{"imgsearch: find the images that look like a query image"};
-  app.set_version_flag("--version", "imgsearch 0.1.0");
+  app.set_version_flag("--version", "imgsearch " IMGSEARCH_VERSION);
   app.require_subcommand(0, 1);
   bool verbose = false, print_default_model = false;
   app.add_flag("-v,--verbose", verbose, "log more detail to stderr");
   app.add_flag("--print-default-model", print_default_model,
-               "print where the default model lives ($IMGSEARCH_HOME, $XDG_DATA_HOME/imgsearch or "
-               "~/.local/share/imgsearch, then models/default.pt) and exit");
+               "print the model used when none is given and the index names none: "
+               "$IMGSEARCH_HOME/models/default.pt (or $XDG_DATA_HOME/imgsearch/..., ~/.local/share/imgsearch/...) "
+               "if you made one, else the built-in MobileNetV2; and exit");
 
   Runner runner;
   setup_extract(*app.add_subcommand("extract", "images -> feature vectors file"), runner);

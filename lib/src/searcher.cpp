@@ -3,10 +3,17 @@
 #include "imgsearch/error.h"
 #include "imgsearch/preprocess.h"
 
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
+
 namespace imgsearch {
 
 std::unique_ptr<Model> load_model_for_index(const std::string& model_path, ModelOptions options,
                                             const ModelInfo& index_model, const std::string& index_path) {
+  if (::access(model_path.c_str(), R_OK) != 0)
+    throw_error(ErrorKind::Model, "{}: cannot open model: {}{}", model_path, std::strerror(errno),
+                model_path == index_model.path ? fmt::format(" (index {} was built with it)", index_path) : "");
   if (!index_model.content_hash.empty()) {
     const std::string hash = hash_file(model_path);
     if (hash != index_model.content_hash)

@@ -23,9 +23,9 @@ expect_in "$WORK/out" "horses/700.jpg"
 # Missing model: a clear message naming it.
 expect_status 1 "$IMGSEARCH" extract "$Q" -m "$WORK/missing.pt" -o f.features
 expect_in "$WORK/err" "missing.pt: cannot open model"
-# No model at all: says how to get one.
-IMGSEARCH_HOME="$WORK/home" expect_status 1 "$IMGSEARCH" extract "$Q" -o f.features
-expect_in "$WORK/err" "no model given.*export.py"
+# No model given and none exported: the built-in MobileNetV2, no network needed.
+IMGSEARCH_HOME="$WORK/home" expect_status 0 "$IMGSEARCH" extract "$Q" -o f.features
+expect_in "$WORK/err" "extracted 1 images \(1280-d, mobilenet_v2\)"
 
 # info, text and JSON.
 expect_status 0 "$IMGSEARCH" info -i "$COREL_INDEX" --json
