@@ -2,6 +2,7 @@
 # its build) with no ../shared beside it and, where the kernel lets us, no network at all:
 # scripts/quickstart.sh installs nothing new here (the packages are there), builds, indexes
 # examples/images with the built-in model and prints the five flowers most like the dahlia.
+# timeout: 1800
 source "$(dirname "$0")/lib.sh"
 export HOME="$WORK/home"
 mkdir -p copy/repo
