@@ -12,7 +12,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,6 +29,8 @@ namespace imgsearch::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+int g_stop_pipe[2] = {-1, -1};
 
 struct ServeArgs {
   std::string index;
@@ -245,13 +246,17 @@ int run_serve(ServeArgs args) {
                             "or --public to serve anyone who can connect",
                             args.host));
 
-  // SIGINT/SIGTERM are taken by one thread (sigwait); every other thread, the model's
-  // included, is created after this and inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGINT/SIGTERM write a byte to a pipe (all a handler may safely do, on whichever
+  // thread LibTorch's pools leave it to); a thread reading the pipe stops the server.
+  if (::pipe(g_stop_pipe) != 0) throw Error(ErrorKind::Io, "cannot create a pipe");
+  struct sigaction action {};
+  action.sa_handler = [](int) {
+    const char byte = 1;
+    [[maybe_unused]] const auto n = ::write(g_stop_pipe[1], &byte, 1);
+  };
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
   ServeOptions options;
@@ -336,12 +341,16 @@ int run_serve(ServeArgs args) {
                                        service.index()->size(), service.model_info().name, args.host, port));
 
   std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    char byte = 0;
+    while (::read(g_stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    }
     server.stop();
   });
   const bool listened = server.listen_after_bind();  // returns once stop() ran and in-flight requests finished
-  pthread_kill(signal_thread.native_handle(), SIGTERM);  // wakes the signal thread if no signal came
+  {
+    const char byte = 0;  // wakes the signal thread when no signal came
+    [[maybe_unused]] const auto n = ::write(g_stop_pipe[1], &byte, 1);
+  }
   signal_thread.join();
   service.stop_watching();
   log_line(LogLevel::Info, "stopped");

@@ -285,11 +285,11 @@ class InferenceBatcher {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      ++batches_;  // counted before the answers go out, so that /metrics never lags them
+      images_ += batch.size();
       lock.unlock();
       run(batch);
       lock.lock();
-      ++batches_;
-      images_ += batch.size();
     }
     for (auto& job : queue_) job->result.set_exception(std::make_exception_ptr(Overloaded{}));
     queue_.clear();
