@@ -10,6 +10,9 @@ PACKAGES=(
   python3-torch python3-torchvision python3-pil python3-numpy   # models/export.py, benchmarks
   libblas-dev                   # cblas.h: eval's exact rankings (runs on OpenBLAS where installed)
   chromium                      # tests: HTML pages render in headless Chromium (scripts/render_html.sh)
+  chromium-driver python3-selenium   # tests: the serve page driven in a real browser
+  libcpp-httplib-dev            # imgsearch serve: the HTTP server
+  python3-flask wrk             # tests/bench: the seed-style Python server and the load generator
   clang-14 libclang-rt-14-dev   # scripts/fuzz.sh: libFuzzer with ASan/UBSan
 )
 missing=()
