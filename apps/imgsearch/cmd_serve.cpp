@@ -44,6 +44,7 @@ struct ServeArgs {
   double request_timeout = 10;  // seconds to receive one whole request
   double idle_timeout = 5;      // seconds between two reads, and of keep-alive idleness
   double reload_interval = 2;   // seconds; 0 = never look
+  int batch_size = 8;
   ModelArgs model;
 };
 
@@ -268,6 +269,7 @@ int run_serve(ServeArgs args) {
   options.token = args.token;
   options.cors_origin = args.cors;
   options.max_upload_bytes = static_cast<std::size_t>(args.max_upload_mb * 1024 * 1024);
+  options.max_batch = args.batch_size;
   SearchService service(options);
   set_log_callback(log_line);  // reloads and failures go to stderr, stamped
   if (args.reload_interval > 0) service.watch_index(std::chrono::milliseconds(ms(args.reload_interval)));
@@ -382,6 +384,9 @@ void setup_serve(CLI::App& app, Runner& runner) {
   app.add_option("--reload-interval", args->reload_interval,
                  "seconds between looks at the index file for a new version (default 2; 0 = never)")
       ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--batch-size", args->batch_size,
+                 "most concurrent uploads in one CNN pass (default 8; docs/benchmarks.md says why)")
+      ->check(CLI::Range(1, 64));
   args->model.add_to(app);
   app.callback([&runner, args] { runner = [args] { return run_serve(*args); }; });
 }

@@ -48,7 +48,7 @@ struct ServeOptions {
   // Batching of the CNN passes of concurrent uploads: at most max_batch images per pass;
   // while other uploads are still being decoded, the inference thread waits at most
   // batch_wait for them to join.
-  int max_batch = 16;
+  int max_batch = 8;
   std::chrono::microseconds batch_wait{3000};
   // Uploads waiting for the CNN beyond this are refused with 503 (Retry-After: 1).
   std::size_t max_queued_uploads = 64;
