@@ -102,6 +102,18 @@ try:
         return [...document.querySelectorAll('button, input, [tabindex]')].filter(e => e.tabIndex >= 0 && !e.disabled).length""")
     assert tabbable >= 9 * 3, tabbable
 
+    # Paste from the clipboard, and the file picker.
+    driver.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "image.png", {type: "image/jpeg"}));
+        window.dispatchEvent(new ClipboardEvent("paste", {clipboardData: dt, bubbles: true, cancelable: true}));
+    """, base64.b64encode(open(f"{corel}/dinosaurs/400.jpg", "rb").read()).decode())
+    wait.until(lambda d: grid() and grid()[0].find_element(By.CLASS_NAME, "name").text == "400.jpg")
+    driver.find_element(By.ID, "file").send_keys(f"{corel}/horses/700.jpg")
+    wait.until(lambda d: grid() and grid()[0].find_element(By.CLASS_NAME, "name").text == "700.jpg")
+    assert driver.find_element(By.ID, "query-text").text == "Query: 700.jpg"
+
     # A shared URL opens the same search; k comes from it too.
     driver.get(url + "?id=5&k=4")
     wait.until(lambda d: len(grid()) == 4 and grid()[0].get_attribute("data-id") == "5")

@@ -288,6 +288,30 @@ TEST_CASE("serve: a token guards /api and /metrics, not the page", "[serve]") {
   CHECK(service.handle(get("/healthz")).status == 200);
 }
 
+TEST_CASE("serve: CORS when asked for, 503 when too many uploads wait", "[serve]") {
+  Fixture f;
+  ServeOptions o = f.options();
+  o.cors_origin = "https://app.example";
+  o.max_queued_uploads = 0;  // every upload finds the queue full
+  SearchService service(o);
+  const auto preflight = service.handle({"OPTIONS", "/api/search", {{"Origin", "https://app.example"}}, {}});
+  CHECK(preflight.status == 204);
+  CHECK(preflight.header("Access-Control-Allow-Origin") == "https://app.example");
+  CHECK_THAT(preflight.header("Access-Control-Allow-Headers"), Catch::Contains("Authorization"));
+  CHECK(service.handle(get("/api/info")).header("Access-Control-Allow-Origin") == "https://app.example");
+  CHECK(service.handle(get("/")).header("Access-Control-Allow-Origin").empty());  // the page is same-origin only
+
+  const auto busy = service.handle(post("/api/search", read_file(test::corel("buses/300.jpg")), "image/jpeg"));
+  CHECK(busy.status == 503);
+  CHECK(busy.header("Retry-After") == "1");
+  CHECK_THAT(body_json(busy)["error"].get<std::string>(), Catch::Contains("busy"));
+  CHECK(service.handle(get("/api/search?id=3")).status == 200);  // id searches never wait for the CNN
+  CHECK_THAT(service.handle(get("/metrics")).body, Catch::Contains("imgsearch_overloaded_total 1"));
+
+  SearchService plain(f.options());
+  CHECK(plain.handle(get("/api/info")).header("Access-Control-Allow-Origin").empty());
+}
+
 TEST_CASE("serve: concurrent uploads are batched and each gets its own answer", "[serve]") {
   Fixture f;
   ServeOptions o = f.options();
