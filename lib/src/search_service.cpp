@@ -362,6 +362,8 @@ std::string serve_page_html(const std::string& nonce) {
 struct SearchService::Impl {
   ServeOptions options;
   std::unique_ptr<Model> model;
+  ModelInfo served_model;  // as the first index recorded it: later indexes must match it
+  int served_dim = 0;
   std::size_t tensor_floats = 0;
   DecodeOptions decode;  // as Searcher sets it for this model
 
@@ -448,6 +450,8 @@ SearchService::SearchService(ServeOptions options) : impl_(std::make_unique<Impl
                     "{}: model {} gives {}-d vectors, the index holds {}-d", s.options.index_path,
                     s.options.model_path, s.model->output_dim(), index->dim());
   }
+  s.served_model = index->model();
+  s.served_dim = index->dim();
   s.current = index;
   Impl* self = impl_.get();
   s.batcher = std::make_unique<InferenceBatcher>(
@@ -480,12 +484,12 @@ bool SearchService::reload_if_changed() {
   std::string error;
   try {
     auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path));
-    if (!same_embedding(index->model(), s.model->info()) || index->dim() != s.model->output_dim())
+    if (!same_embedding(index->model(), s.served_model) || index->dim() != s.served_dim)
       throw_error(ErrorKind::Mismatch,
                   "{}: the new index was built with another model ({}, hash {}) than the one being served ({}, hash "
                   "{}); restart the server to serve it",
-                  s.options.index_path, index->model().name, index->model().content_hash, s.model->info().name,
-                  s.model->info().content_hash);
+                  s.options.index_path, index->model().name, index->model().content_hash, s.served_model.name,
+                  s.served_model.content_hash);
     FileSignature after;
     // The file changed again while it loaded: what we read may be a mix; retry next time.
     if (!stat_signature(s.options.index_path, after) || after != now) return false;

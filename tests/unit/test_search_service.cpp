@@ -40,8 +40,9 @@ std::string read_file(const std::string& path) {
 }
 
 // Builds (once per test run) the small index, `per_class` images of each class.
-std::string build_index(const std::string& path, int per_class) {
-  auto model = Model::load(test::mobilenet_path(), mobilenet_options());
+std::string build_index(const std::string& path, int per_class,
+                        const std::string& model_path = test::mobilenet_path()) {
+  auto model = Model::load(model_path, mobilenet_options());
   std::vector<IndexEntry> entries;
   std::vector<float> vectors;
   ImageIndex probe(model->output_dim(), {}, model->info());
@@ -375,6 +376,14 @@ TEST_CASE("serve: a new index is swapped in, a corrupt one is refused and the ol
   }
   CHECK(service.reload_if_changed());
   CHECK(body_json(service.handle(get("/healthz")))["status"] == "ok");
+
+  // An index made with another model cannot be searched with the one loaded: refused.
+  build_index(f.tmp.file("other.index"), 1, test::random_mobilenet_path());
+  std::filesystem::rename(f.tmp.file("other.index"), f.index_path);
+  CHECK_FALSE(service.reload_if_changed());
+  CHECK(service.index()->size() == 32);
+  CHECK_THAT(body_json(service.handle(get("/healthz")))["reload_error"].get<std::string>(),
+             Catch::Contains("another model"));
 }
 
 TEST_CASE("serve request parsing: query strings, multipart, feedback JSON", "[serve]") {
