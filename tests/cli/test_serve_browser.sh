@@ -16,6 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 url, corel, work = os.environ["SERVE_URL"], os.environ["COREL"], os.environ["WORK"]
@@ -26,7 +27,7 @@ for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disa
     options.add_argument(arg)
 options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-wait = WebDriverWait(driver, 60)
+wait = WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,))
 
 def grid():
     return driver.find_elements(By.CSS_SELECTOR, "#grid li")
@@ -140,6 +141,45 @@ print("browser ok")
 EOF
 stop_serve
 "$PYTHON" -c "from PIL import Image; im = Image.open('$WORK/page.png'); assert im.size[0] >= 1000, im.size"
+
+# With a token: the page asks for it once, then searches and fetches thumbnails with it.
+start_serve -i "$COREL_INDEX" --threads 1 --token "page-token"
+export SERVE_URL
+"$PYTHON" - <<'EOF'
+import os
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.support.ui import WebDriverWait
+
+url = os.environ["SERVE_URL"]
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1000"):
+    options.add_argument(arg)
+options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+wait = WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,))
+try:
+    driver.get(url + "?id=7&k=3")
+    wait.until(lambda d: d.find_element(By.ID, "token-form").is_displayed())
+    assert "token" in driver.find_element(By.ID, "error").text.lower()
+    driver.find_element(By.ID, "token").send_keys("page-token")
+    driver.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#grid li")) == 3)
+    # Thumbnails came through fetch() with the header, shown from blob: URLs (allowed by the CSP).
+    wait.until(lambda d: all(d.execute_script("return arguments[0].naturalWidth > 0", i)
+                             for i in d.find_elements(By.CSS_SELECTOR, "#grid img")))
+    assert all(i.get_attribute("src").startswith("blob:") for i in driver.find_elements(By.CSS_SELECTOR, "#grid img"))
+    assert driver.find_element(By.ID, "error").text == ""
+    csp = [e for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert not csp, csp
+finally:
+    driver.quit()
+print("browser with token ok")
+EOF
+stop_serve
 if [ -n "${SERVE_SCREENSHOT:-}" ]; then
   "$PYTHON" -c "
 from PIL import Image
