@@ -63,9 +63,25 @@ std::string build_index(const std::string& path, int per_class,
   return path;
 }
 
+// The index for `per_class` images a class, built once per test run (in the test data
+// folder; concurrent test processes may both build it: the save is an atomic rename) and
+// copied to `path`.
+std::string copy_of_index(const std::string& path, int per_class,
+                          const std::string& model_path = test::mobilenet_path()) {
+  const std::string cached = std::string(IMGSEARCH_TEST_DATA_DIR) + "/serve-" +
+                             std::filesystem::path(model_path).stem().string() + "-" + std::to_string(per_class) +
+                             ".index";
+  if (!std::filesystem::exists(cached)) {
+    std::filesystem::create_directories(IMGSEARCH_TEST_DATA_DIR);
+    build_index(cached, per_class, model_path);
+  }
+  std::filesystem::copy_file(cached, path, std::filesystem::copy_options::overwrite_existing);
+  return path;
+}
+
 struct Fixture {
   test::TempDir tmp;
-  std::string index_path = build_index(tmp.file("small.index"), 6);
+  std::string index_path = copy_of_index(tmp.file("small.index"), 6);
 
   ServeOptions options(const std::string& token = "") const {
     ServeOptions o;
@@ -345,7 +361,7 @@ TEST_CASE("serve: a new index is swapped in, a corrupt one is refused and the ol
   REQUIRE(old_index->size() == 48);
 
   // A smaller index (4 per class) atomically renamed over the old one.
-  build_index(f.tmp.file("next.index"), 4);
+  copy_of_index(f.tmp.file("next.index"), 4);
   std::filesystem::rename(f.tmp.file("next.index"), f.index_path);
   CHECK(service.reload_if_changed());
   CHECK(service.index()->size() == 32);
@@ -378,7 +394,7 @@ TEST_CASE("serve: a new index is swapped in, a corrupt one is refused and the ol
   CHECK(body_json(service.handle(get("/healthz")))["status"] == "ok");
 
   // An index made with another model cannot be searched with the one loaded: refused.
-  build_index(f.tmp.file("other.index"), 1, test::random_mobilenet_path());
+  copy_of_index(f.tmp.file("other.index"), 1, test::random_mobilenet_path());
   std::filesystem::rename(f.tmp.file("other.index"), f.index_path);
   CHECK_FALSE(service.reload_if_changed());
   CHECK(service.index()->size() == 32);
