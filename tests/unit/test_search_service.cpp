@@ -417,7 +417,8 @@ TEST_CASE("serve request parsing: query strings, multipart, feedback JSON", "[se
   CHECK(header_parameter("multipart/form-data; charset=x; boundary=\"a b\"", "boundary") == "a b");
   CHECK(media_type(" Multipart/Form-Data ; boundary=x") == "multipart/form-data");
 
-  const auto parts = parse_multipart(multipart("image", std::string("a\r\nb\0c", 6), "B"), "B");
+  const std::string body = multipart("image", std::string("a\r\nb\0c", 6), "B");  // the parts point into it
+  const auto parts = parse_multipart(body, "B");
   REQUIRE(parts.size() == 2);
   CHECK(parts[0].name == "note");
   CHECK(parts[0].data == "hello");
