@@ -2,10 +2,11 @@
 # Builds the libFuzzer harnesses (clang-14, ASan + UBSan; tests/fuzz/) and runs each for a
 # bounded time, starting from the seed corpus in tests/fuzz/corpus/.
 #
-#   scripts/fuzz.sh [SECONDS_EACH] [FUZZER...]     # default: 60 s each, all three
+#   scripts/fuzz.sh [SECONDS_EACH] [FUZZER...]     # default: 60 s each, all four
 #
 # Harnesses: fuzz_index_loader (load_index), fuzz_features_loader (read_features_file),
-# fuzz_image_decode (decode_image_memory). New interesting inputs go to
+# fuzz_image_decode (decode_image_memory), fuzz_http_request (serve's query-string, multipart
+# and refine-JSON parsing). New interesting inputs go to
 # build-fuzz/corpus/NAME (not into the source tree); a crash leaves its input in
 # build-fuzz/artifacts/ and makes this script exit 1. Reproduce one with
 #   build-fuzz/fuzz/NAME build-fuzz/artifacts/NAME-crash-...
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 fuzzers=("$@")
-[ ${#fuzzers[@]} -gt 0 ] || fuzzers=(fuzz_index_loader fuzz_features_loader fuzz_image_decode)
+[ ${#fuzzers[@]} -gt 0 ] || fuzzers=(fuzz_index_loader fuzz_features_loader fuzz_image_decode fuzz_http_request)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 cxx=$(command -v clang++-14 || command -v clang++ || true)
 [ -n "$cxx" ] || { echo "fuzz.sh: needs clang++ (Debian: apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 1; }
@@ -29,6 +30,7 @@ seed_dir() {
     fuzz_index_loader) echo tests/fuzz/corpus/index ;;
     fuzz_features_loader) echo tests/fuzz/corpus/features ;;
     fuzz_image_decode) echo tests/fuzz/corpus/image ;;
+    fuzz_http_request) echo tests/fuzz/corpus/http ;;
   esac
 }
 

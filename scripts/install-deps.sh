@@ -10,6 +10,7 @@ PACKAGES=(
   libhnswlib-dev libstb-dev libturbojpeg0-dev libwebp-dev libxxhash-dev
   libcli11-dev libfmt-dev nlohmann-json3-dev
   libblas-dev                   # cblas.h: eval's exact rankings (runs on OpenBLAS where installed)
+  libcpp-httplib-dev            # imgsearch serve: the HTTP server (header-only)
 )
 TEST_PACKAGES=(
   catch2
@@ -18,6 +19,8 @@ TEST_PACKAGES=(
   clang-14 libclang-rt-14-dev   # scripts/fuzz.sh: libFuzzer with ASan/UBSan
   pandoc                        # the man page, generated from docs/cli.md
   dpkg-dev file                 # cpack -G DEB: dpkg-shlibdeps finds the package's dependencies
+  chromium-driver python3-selenium   # the serve page driven in a real browser
+  python3-flask wrk             # tests/bench: the seed-style Python server and the load generator
 )
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=("${TEST_PACKAGES[@]}")

@@ -1,10 +1,10 @@
 // imgsearch info [-i INDEX] [--json]
 #include "cli_common.h"
 
+#include <imgsearch/index_info.h>
 #include <imgsearch/index_io.h>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <iostream>
@@ -19,17 +19,7 @@ int run_info(const std::string& index_option, bool json) {
   const ModelInfo& m = index.model();
   const auto file_size = std::filesystem::file_size(path);
   if (json) {
-    nlohmann::json out;
-    out["index"] = path;
-    out["count"] = index.size();
-    out["dim"] = index.dim();
-    out["file_size"] = file_size;
-    out["metric"] = "cosine";
-    out["hnsw"] = {{"M", index.params().M},
-                   {"ef_construction", index.params().ef_construction},
-                   {"ef_search", index.params().ef_search}};
-    out["model"] = nlohmann::json::parse(m.to_json());
-    std::cout << out.dump() << '\n';
+    std::cout << index_info_json(index, path, file_size) << '\n';
     return kExitOk;
   }
   std::cout << fmt::format("index:      {}\n", path);

@@ -14,6 +14,7 @@
 #include <exception>
 #include <new>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 
 namespace imgsearch {
@@ -22,6 +23,11 @@ struct ImageIndex::Impl {
   std::unique_ptr<hnswlib::InnerProductSpace> space;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw;  // null while empty
   std::vector<hnswlib::tableint> internal_of;             // entry id -> hnswlib internal id
+  // hnswlib 0.6.2 takes the beam width as state (setEf), not as a search argument:
+  // searches with the beam already set share the lock; changing it takes it alone, so
+  // that concurrent searches (serve) never race on it.
+  mutable std::shared_mutex ef_mutex;
+  std::size_t current_ef = 0;
 
   explicit Impl(int dim) : space(std::make_unique<hnswlib::InnerProductSpace>(static_cast<std::size_t>(dim))) {}
 };
@@ -133,6 +139,7 @@ void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vector
   auto& hnsw = impl_->hnsw;
   if (!hnsw) {
     hnsw = new_hnsw(impl_->space.get(), total, params_.M, params_.ef_construction);
+    impl_->current_ef = 0;  // a new graph starts with hnswlib's own beam width
   } else if (total > hnsw->max_elements_) {
     // hnswlib never grows by itself; grow geometrically so repeated adds stay linear.
     hnsw->resizeIndex(std::max(total, hnsw->max_elements_ + hnsw->max_elements_ / 2));
@@ -173,8 +180,22 @@ std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) con
   std::vector<SearchHit> hits;
   if (k <= 0 || entries_.empty()) return hits;
   auto& hnsw = *impl_->hnsw;
-  hnsw.setEf(static_cast<std::size_t>(std::max(ef > 0 ? ef : params_.ef_search, k)));
-  auto heap = hnsw.searchKnn(query, static_cast<std::size_t>(k));
+  const auto want_ef = static_cast<std::size_t>(std::max(ef > 0 ? ef : params_.ef_search, k));
+  std::priority_queue<std::pair<float, hnswlib::labeltype>> heap;
+  bool searched = false;
+  {
+    std::shared_lock<std::shared_mutex> shared(impl_->ef_mutex);
+    if (impl_->current_ef == want_ef) {
+      heap = hnsw.searchKnn(query, static_cast<std::size_t>(k));
+      searched = true;
+    }
+  }
+  if (!searched) {
+    std::unique_lock<std::shared_mutex> exclusive(impl_->ef_mutex);
+    hnsw.setEf(want_ef);
+    impl_->current_ef = want_ef;
+    heap = hnsw.searchKnn(query, static_cast<std::size_t>(k));
+  }
   hits.resize(heap.size());
   for (std::size_t i = heap.size(); i-- > 0;) {
     hits[i] = {static_cast<std::uint32_t>(heap.top().second), 1.0f - heap.top().first};
@@ -267,6 +288,7 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs) {
 
   ImageIndex::Impl& impl = *index.impl_;
   impl.hnsw = new_hnsw(impl.space.get(), count, params.M, params.ef_construction);
+  impl.current_ef = 0;
   auto& h = *impl.hnsw;
   if (h.maxM_ != max_links || h.maxM0_ != max_links0) g.fail("internal error: unexpected hnswlib link capacity");
 

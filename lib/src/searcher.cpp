@@ -68,11 +68,16 @@ std::vector<float> Searcher::embed(const std::vector<const Image*>& images) {
   const std::size_t per = tensor_size();
   std::vector<float> tensor(per * n);
   for (std::size_t i = 0; i < n; ++i) preprocess_into(*images[i], tensor.data() + i * per);
+  return embed_preprocessed(tensor.data(), n);
+}
+
+std::vector<float> Searcher::embed_preprocessed(const float* tensors, std::size_t n) {
+  if (n == 0) return {};
   const int dim = model_.output_dim();
   IMGSEARCH_CHECK(dim == index_.dim(), ErrorKind::Mismatch, "model {} gives {}-d vectors, the index holds {}-d",
                   model_.info().path, dim, index_.dim());
   std::vector<float> out(static_cast<std::size_t>(dim) * n);
-  model_.embed(tensor.data(), static_cast<int>(n), out.data());
+  model_.embed(tensors, static_cast<int>(n), out.data());
   return out;
 }
 

@@ -30,3 +30,29 @@ expect_in() {  # expect_in FILE PATTERN (extended regex)
 expect_not_in() {
   ! grep -Eq -- "$2" "$1" || { echo "--- $1:"; cat "$1"; fail "'$2' unexpectedly found in $1"; }
 }
+# start_serve ARGS...: `imgsearch serve --port 0 ARGS` in the background, waits for its URL.
+# Sets SERVE_PID and SERVE_URL ("http://127.0.0.1:PORT/"); stderr goes to $WORK/serve.err.
+start_serve() {
+  "$IMGSEARCH" serve --port 0 "$@" >"$WORK/serve.out" 2>"$WORK/serve.err" &
+  SERVE_PID=$!
+  SERVE_URL=""
+  local i
+  for i in $(seq 1 1200); do  # the model loads in ~1 s, far longer under ASan
+    SERVE_URL=$(head -1 "$WORK/serve.out" 2>/dev/null || true)
+    [ -n "$SERVE_URL" ] && return 0
+    kill -0 "$SERVE_PID" 2>/dev/null || { cat "$WORK/serve.err"; fail "serve exited before printing its URL"; }
+    sleep 0.1
+  done
+  fail "serve printed no URL within 120 s"
+}
+# stop_serve: SIGTERM, then the exit status must be 0.
+stop_serve() {
+  kill -TERM "$SERVE_PID"
+  local rc=0
+  wait "$SERVE_PID" || rc=$?
+  [ "$rc" = 0 ] || { cat "$WORK/serve.err"; fail "serve exited with $rc after SIGTERM"; }
+  SERVE_PID=""
+}
+kill_serve_on_exit() {
+  trap '[ -n "${SERVE_PID:-}" ] && kill -KILL "$SERVE_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
+}

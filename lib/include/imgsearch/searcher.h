@@ -50,6 +50,10 @@ class Searcher {
   // forward pass for all of them. Throws Error(Model) when the model fails.
   std::vector<float> embed(const std::vector<const Image*>& images);
   std::vector<float> embed(const Image& image) { return embed(std::vector<const Image*>{&image}); }
+  // The model half of embed(): `tensors` holds n images already preprocessed by
+  // preprocess_into (n * tensor_size() floats). `serve` preprocesses on its request
+  // threads and batches the forward passes of concurrent requests through this.
+  std::vector<float> embed_preprocessed(const float* tensors, std::size_t n);
   std::vector<float> embed_file(const std::string& path) { return embed(decode_file(path)); }
 
   // The ranked hits for an embedding (best first).
