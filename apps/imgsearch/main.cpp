@@ -28,7 +28,7 @@ void ensure_passive_omp_wait(int argc, char** argv) {
   const char* subcommand = nullptr;
   for (int i = 1; i < argc && !subcommand; ++i)
     if (argv[i][0] != '-') subcommand = argv[i];
-  if (!subcommand || (std::strcmp(subcommand, "extract") != 0 && std::strcmp(subcommand, "index") != 0 &&
+  if (!subcommand || (std::strcmp(subcommand, "extract") != 0 && std::strcmp(subcommand, "index") != 0 && std::strcmp(subcommand, "dedup") != 0 &&
                       std::strcmp(subcommand, "eval") != 0))
     return;
   if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0 || ::setenv("GOMP_SPINCOUNT", "3000", 1) != 0) return;
@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   setup_query(*app.add_subcommand("query", "find the indexed images most similar to query images"), runner);
   setup_info(*app.add_subcommand("info", "describe an index"), runner);
   setup_eval(*app.add_subcommand("eval", "measure retrieval quality (P@k, mAP) against labels"), runner);
+  setup_dedup(*app.add_subcommand("dedup", "find near-duplicate images; optionally move, link or delete them"), runner);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,346 @@
+#include "imgsearch/duplicates.h"
+
+#include "imgsearch/error.h"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace imgsearch {
+
+// Thresholds measured on Corel-1k with generated edited copies (docs/dedup.md).
+DedupThresholds dedup_preset(const std::string& name) {
+  DedupThresholds t;
+  if (name == "exact") return t;
+  if (name == "near") {
+    t.hash_distance = 10;
+    t.min_cosine = 0.95f;
+    t.weak_cosine = 0.85f;
+    t.weak_hash_distance = 20;
+    return t;
+  }
+  if (name == "similar") {
+    t.hash_distance = 12;
+    t.min_cosine = 0.90f;
+    t.weak_cosine = 0.80f;
+    t.weak_hash_distance = 24;
+    return t;
+  }
+  throw_error(ErrorKind::InvalidArgument, "unknown preset '{}' (use exact, near or similar)", name);
+}
+
+std::string match_signal_name(const PairMatch& m) {
+  switch (m.signal) {
+    case MatchSignal::None: return "none";
+    case MatchSignal::Content: return "content";
+    case MatchSignal::PerceptualHash:
+      return m.orientation == Orientation::Identity ? "phash" : std::string("phash-") + orientation_name(m.orientation);
+    case MatchSignal::Embedding: return "cnn";
+    case MatchSignal::EmbeddingAndHash: return "cnn+phash";
+  }
+  return "none";
+}
+
+namespace {
+
+// A median threshold sets about half of the 63 bits of a real photo's hash.
+constexpr int kMinHashBits = 12;
+
+float dot(const float* a, const float* b, int dim) {
+  float s = 0;
+  for (int d = 0; d < dim; ++d) s += a[d] * b[d];
+  return s;
+}
+
+PairMatch decide(const DuplicateSignals& sa, std::uint64_t size_a, const DuplicateSignals& sb, std::uint64_t size_b,
+                 float cosine, const DedupThresholds& t) {
+  PairMatch m;
+  m.cosine = cosine;
+  const bool both = sa.present && sb.present;
+  // A hash with few bits set (a flat or nearly flat image: blank frames, solid colours)
+  // says little; such images are compared by content and embedding only.
+  const bool informative = both && __builtin_popcountll(sa.phash[0]) >= kMinHashBits &&
+                           __builtin_popcountll(sb.phash[0]) >= kMinHashBits;
+  if (informative) {
+    const int orientations = t.orientations ? kOrientations : 1;
+    for (int o = 0; o < orientations; ++o) {
+      // Symmetric: b may be a turned a, or a a turned b.
+      const int d = std::min(hamming_distance(sa.phash[0], sb.phash[o]), hamming_distance(sa.phash[o], sb.phash[0]));
+      if (d < m.hash_distance) {
+        m.hash_distance = d;
+        m.orientation = static_cast<Orientation>(o);
+      }
+    }
+  }
+  if (t.content && both && size_a == size_b && sa.content_hash == sb.content_hash) {
+    m.signal = MatchSignal::Content;
+    m.score = 1.0f;
+  } else if (informative && m.hash_distance <= t.hash_distance) {
+    m.signal = MatchSignal::PerceptualHash;
+    m.score = 1.0f - m.hash_distance / 64.0f;
+  } else if (cosine >= t.min_cosine) {
+    m.signal = MatchSignal::Embedding;
+    m.score = cosine;
+  } else if (informative && cosine >= t.weak_cosine && m.hash_distance <= t.weak_hash_distance) {
+    m.signal = MatchSignal::EmbeddingAndHash;
+    m.score = cosine;
+  }
+  return m;
+}
+
+int resolve_threads(int threads) {
+  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
+PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t) {
+  const IndexEntry& ea = index.entry(a);
+  const IndexEntry& eb = index.entry(b);
+  return decide(ea.signals, ea.size, eb.signals, eb.size, dot(index.vector(a), index.vector(b), index.dim()), t);
+}
+
+PairMatch match_external(const ImageIndex& index, const DuplicateSignals& signals, const float* unit_vector,
+                         std::uint32_t b, const DedupThresholds& t) {
+  const IndexEntry& eb = index.entry(b);
+  // The size is not known for an outside image: identical content hashes decide alone.
+  return decide(signals, eb.size, eb.signals, eb.size, dot(unit_vector, index.vector(b), index.dim()), t);
+}
+
+HashNeighbours::HashNeighbours(const ImageIndex& index) {
+  const std::size_t n = index.size();
+  hashes_.resize(n);
+  for (std::size_t i = 0; i < n; ++i) hashes_[i] = index.entry(i).signals.phash[0];
+  for (int block = 0; block < 4; ++block) {
+    std::vector<std::uint32_t>& offsets = offsets_[block];
+    offsets.assign(65537, 0);
+    for (std::size_t i = 0; i < n; ++i)
+      if (index.entry(i).signals.present) ++offsets[((hashes_[i] >> (16 * block)) & 0xFFFF) + 1];
+    for (std::size_t v = 0; v < 65536; ++v) offsets[v + 1] += offsets[v];
+    ids_[block].resize(offsets[65536]);
+    std::vector<std::uint32_t> fill(offsets.begin(), offsets.end() - 1);
+    for (std::size_t i = 0; i < n; ++i)
+      if (index.entry(i).signals.present) ids_[block][fill[(hashes_[i] >> (16 * block)) & 0xFFFF]++] = static_cast<std::uint32_t>(i);
+  }
+}
+
+std::vector<std::uint32_t> HashNeighbours::within(std::uint64_t hash, int radius) const {
+  IMGSEARCH_CHECK(radius >= 0 && radius <= 15, ErrorKind::InvalidArgument, "hash search radius {} not in 0..15", radius);
+  // Pigeonhole: four blocks whose distances add up to <= radius include one <= radius / 4.
+  const int block_radius = radius / 4;
+  std::vector<std::uint32_t> found;
+  for (int block = 0; block < 4; ++block) {
+    const std::uint32_t key = static_cast<std::uint32_t>((hash >> (16 * block)) & 0xFFFF);
+    auto visit = [&](std::uint32_t value) {
+      for (std::uint32_t j = offsets_[block][value]; j < offsets_[block][value + 1]; ++j) {
+        const std::uint32_t id = ids_[block][j];
+        if (hamming_distance(hashes_[id], hash) <= radius) found.push_back(id);
+      }
+    };
+    // Every 16-bit value within block_radius flips of the key.
+    auto flips = [&](auto&& self, std::uint32_t value, int first_bit, int left) -> void {
+      visit(value);
+      if (left == 0) return;
+      for (int bit = first_bit; bit < 16; ++bit) self(self, value ^ (1u << bit), bit + 1, left - 1);
+    };
+    flips(flips, key, 0, block_radius);
+  }
+  std::sort(found.begin(), found.end());
+  found.erase(std::unique(found.begin(), found.end()), found.end());
+  return found;
+}
+
+std::vector<CandidatePair> find_duplicate_pairs(const ImageIndex& index, const DedupOptions& options) {
+  const DedupThresholds& t = options.thresholds;
+  const std::size_t n = index.size();
+  const int threads = resolve_threads(options.threads);
+
+  std::vector<CandidatePair> pairs;
+  std::unordered_set<std::uint64_t> seen;
+  std::mutex mutex;
+  auto offer = [&](std::uint32_t a, std::uint32_t b, std::vector<CandidatePair>& local) {
+    if (a == b) return;
+    if (a > b) std::swap(a, b);
+    const PairMatch m = match_pair(index, a, b, t);
+    if (m.matched()) local.push_back({a, b, m});
+  };
+  auto merge = [&](std::vector<CandidatePair>& local) {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (CandidatePair& p : local)
+      if (seen.insert((std::uint64_t(p.a) << 32) | p.b).second) pairs.push_back(p);
+    local.clear();
+  };
+
+  // Identical bytes: a star around the first file with that hash is enough for grouping,
+  // which tests every pair itself.
+  if (t.content) {
+    std::unordered_map<std::uint64_t, std::uint32_t> first;
+    std::vector<CandidatePair> local;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const DuplicateSignals& s = index.entry(i).signals;
+      if (!s.present) continue;
+      auto [it, inserted] = first.emplace(s.content_hash, i);
+      if (!inserted) offer(it->second, i, local);
+    }
+    merge(local);
+  }
+
+  const bool use_hash = t.hash_distance >= 0;
+  const bool use_embedding = std::min(t.min_cosine, t.weak_cosine) <= 1.0f && options.neighbours > 0;
+  std::optional<HashNeighbours> hashes;
+  if (use_hash) hashes.emplace(index);
+  const int radius = std::min(t.hash_distance, 15);
+  const float min_cosine = std::min(t.min_cosine, t.weak_cosine);
+  const int k = std::min<int>(options.neighbours + 1, static_cast<int>(n));
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr error;
+  std::vector<std::thread> pool;
+  for (int w = 0; w < threads; ++w) {
+    pool.emplace_back([&] {
+      std::vector<CandidatePair> local;
+      try {
+        for (;;) {
+          const std::size_t i = next.fetch_add(1);
+          if (i >= n) break;
+          const auto a = static_cast<std::uint32_t>(i);
+          const DuplicateSignals& s = index.entry(i).signals;
+          if (use_hash && s.present) {
+            const int orientations = t.orientations ? kOrientations : 1;
+            for (int o = 0; o < orientations; ++o)
+              for (const std::uint32_t b : hashes->within(s.phash[o], radius)) offer(a, b, local);
+          }
+          if (use_embedding) {
+            for (const SearchHit& hit : index.search(index.vector(i), k, std::max(k, 64)))
+              if (hit.score >= min_cosine) offer(a, hit.id, local);
+          }
+          if (local.size() > 4096) merge(local);
+        }
+        merge(local);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!error) error = std::current_exception();
+        next = n;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+
+  std::sort(pairs.begin(), pairs.end(), [](const CandidatePair& x, const CandidatePair& y) {
+    const bool cx = x.match.signal == MatchSignal::Content, cy = y.match.signal == MatchSignal::Content;
+    if (cx != cy) return cx;
+    if (x.match.score != y.match.score) return x.match.score > y.match.score;
+    return x.a != y.a ? x.a < y.a : x.b < y.b;
+  });
+  return pairs;
+}
+
+KeepRule parse_keep_rule(const std::string& name) {
+  if (name == "largest") return KeepRule::Largest;
+  if (name == "oldest") return KeepRule::Oldest;
+  if (name == "newest") return KeepRule::Newest;
+  if (name == "first-path") return KeepRule::FirstPath;
+  throw_error(ErrorKind::InvalidArgument, "unknown keep rule '{}' (use largest, oldest, newest or first-path)", name);
+}
+
+bool path_is_under(const std::string& path, const std::string& dir) {
+  if (dir.empty()) return false;
+  if (path == dir) return true;
+  return path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+         (dir.back() == '/' || path[dir.size()] == '/');
+}
+
+std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std::vector<CandidatePair>& pairs,
+                                             const DedupThresholds& thresholds, const GroupingOptions& options) {
+  std::unordered_map<std::uint32_t, std::size_t> cluster_of;
+  std::vector<std::vector<std::uint32_t>> clusters;
+  auto cluster = [&](std::uint32_t id) {
+    auto [it, inserted] = cluster_of.emplace(id, clusters.size());
+    if (inserted) clusters.push_back({id});
+    return it->second;
+  };
+  for (const CandidatePair& p : pairs) {
+    std::size_t ca = cluster(p.a), cb = cluster(p.b);
+    if (ca == cb) continue;
+    if (clusters[ca].size() < clusters[cb].size()) std::swap(ca, cb);
+    bool all_match = true;
+    for (const std::uint32_t x : clusters[ca]) {
+      for (const std::uint32_t y : clusters[cb])
+        if (!match_pair(index, x, y, thresholds).matched()) {
+          all_match = false;
+          break;
+        }
+      if (!all_match) break;
+    }
+    if (!all_match) continue;
+    for (const std::uint32_t y : clusters[cb]) {
+      clusters[ca].push_back(y);
+      cluster_of[y] = ca;
+    }
+    clusters[cb].clear();
+  }
+
+  auto preferred = [&](std::uint32_t id) {
+    for (const std::string& dir : options.prefer)
+      if (path_is_under(index.entry(id).path, dir)) return true;
+    return false;
+  };
+  auto better_keeper = [&](std::uint32_t x, std::uint32_t y) {  // is x a better keeper than y?
+    const bool px = preferred(x), py = preferred(y);
+    if (px != py) return px;
+    const IndexEntry& ex = index.entry(x);
+    const IndexEntry& ey = index.entry(y);
+    switch (options.keep) {
+      case KeepRule::Largest:
+        if (ex.size != ey.size) return ex.size > ey.size;
+        break;
+      case KeepRule::Oldest:
+        if (ex.mtime_ns != ey.mtime_ns) return ex.mtime_ns < ey.mtime_ns;
+        break;
+      case KeepRule::Newest:
+        if (ex.mtime_ns != ey.mtime_ns) return ex.mtime_ns > ey.mtime_ns;
+        break;
+      case KeepRule::FirstPath: break;
+    }
+    return ex.path < ey.path;
+  };
+
+  std::vector<DuplicateGroup> groups;
+  for (const std::vector<std::uint32_t>& ids : clusters) {
+    if (ids.size() < 2) continue;
+    std::uint32_t keeper = ids[0];
+    for (const std::uint32_t id : ids)
+      if (better_keeper(id, keeper)) keeper = id;
+    DuplicateGroup g;
+    GroupMember k;
+    k.id = keeper;
+    k.keep = true;
+    k.match.score = 1.0f;
+    k.match.cosine = 1.0f;
+    k.match.hash_distance = 0;
+    g.members.push_back(k);
+    for (const std::uint32_t id : ids) {
+      if (id == keeper) continue;
+      GroupMember m;
+      m.id = id;
+      m.keep = preferred(id);
+      m.match = match_pair(index, keeper, id, thresholds);
+      g.members.push_back(m);
+    }
+    std::sort(g.members.begin() + 1, g.members.end(), [&](const GroupMember& x, const GroupMember& y) {
+      if (x.match.score != y.match.score) return x.match.score > y.match.score;
+      return index.entry(x.id).path < index.entry(y.id).path;
+    });
+    groups.push_back(std::move(g));
+  }
+  std::sort(groups.begin(), groups.end(), [&](const DuplicateGroup& x, const DuplicateGroup& y) {
+    if (x.members.size() != y.members.size()) return x.members.size() > y.members.size();
+    return index.entry(x.members[0].id).path < index.entry(y.members[0].id).path;
+  });
+  return groups;
+}
+
+}  // namespace imgsearch
