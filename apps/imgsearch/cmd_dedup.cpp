@@ -40,45 +40,6 @@ struct DedupArgs {
   ModelArgs model;
 };
 
-// --threshold phash=10 | cnn=0.95 | weak-cnn=0.85 | weak-phash=20 | orientations=0|1
-void apply_threshold(DedupThresholds& t, const std::string& spec) {
-  const auto eq = spec.find('=');
-  const std::string key = spec.substr(0, eq);
-  const std::string value = eq == std::string::npos ? "" : spec.substr(eq + 1);
-  auto number = [&]() {
-    try {
-      std::size_t used = 0;
-      const double v = std::stod(value, &used);
-      if (used == value.size() && std::isfinite(v)) return v;
-    } catch (const std::exception&) {
-    }
-    throw_error(ErrorKind::InvalidArgument, "--threshold {}: '{}' is not a number", key, value);
-  };
-  auto distance = [&]() {
-    const double v = number();
-    IMGSEARCH_CHECK(v == std::floor(v) && v >= -1 && v <= 64, ErrorKind::InvalidArgument,
-                    "--threshold {}: a Hamming distance is a whole number in 0..64 (-1: off), got {}", key, value);
-    return static_cast<int>(v);
-  };
-  if (key == "phash") {
-    t.hash_distance = distance();
-    IMGSEARCH_CHECK(t.hash_distance <= 15, ErrorKind::InvalidArgument,
-                    "--threshold phash: at most 15 (larger distances match unrelated photos)");
-  } else if (key == "weak-phash") {
-    t.weak_hash_distance = distance();
-  } else if (key == "cnn") {
-    t.min_cosine = static_cast<float>(number());
-  } else if (key == "weak-cnn") {
-    t.weak_cosine = static_cast<float>(number());
-  } else if (key == "orientations") {
-    t.orientations = number() != 0;
-  } else {
-    throw_error(ErrorKind::InvalidArgument,
-                "--threshold: unknown signal '{}' (use phash=N, cnn=X, weak-phash=N, weak-cnn=X or orientations=0|1)",
-                spec);
-  }
-}
-
 std::string utc_stamp() {
   std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -237,7 +198,7 @@ int run_dedup(DedupArgs args) {
     throw_error(ErrorKind::InvalidArgument, "dedup: --format html needs -o FILE (or use --html FILE)");
 
   DedupThresholds thresholds = dedup_preset(args.preset);
-  for (const std::string& spec : args.thresholds) apply_threshold(thresholds, spec);
+  for (const std::string& spec : args.thresholds) apply_threshold_override(thresholds, spec);
   const GroupingOptions grouping{parse_keep_rule(args.keep), [&] {
                                    std::vector<std::string> dirs;
                                    for (const std::string& d : args.prefer) dirs.push_back(absolute_path(d));
@@ -311,7 +272,7 @@ int run_dedup(DedupArgs args) {
     std::fprintf(stderr, "%s: %zu of %zu files done, %zu left alone", dedup_action_name(a.action), r.done, r.planned,
                  r.problems.size());
     if (r.not_identical)
-      std::fprintf(stderr, ", %zu not byte-identical to their keeper (never linked)", r.not_identical);
+      std::fprintf(stderr, ", %zu not byte-identical to another member (never linked)", r.not_identical);
     std::fprintf(stderr, "\n");
     if (!r.problems.empty()) partial = true;
   }
@@ -328,7 +289,7 @@ void setup_dedup(CLI::App& app, Runner& runner) {
       ->check(CLI::IsMember({"exact", "near", "similar"}));
   app.add_option("--threshold", args->thresholds,
                  "override a preset's threshold: phash=N (Hamming, 0..15), cnn=X (cosine), weak-phash=N and weak-cnn=X "
-                 "(both must hold), orientations=0|1; repeatable");
+                 "(both must hold), cap-phash=N and cap-cnn=X (what any two members of a group must pass), orientations=0|1; repeatable");
   app.add_option("--format", args->format, "table (default), json (one line per group), tsv or html")
       ->check(CLI::IsMember({"table", "json", "tsv", "html"}));
   app.add_option("--html", args->html, "also write a self-contained HTML page of the groups here");
@@ -340,8 +301,8 @@ void setup_dedup(CLI::App& app, Runner& runner) {
   app.add_option("--neighbours", args->neighbours, "embedding neighbours examined per image (default 16)")
       ->check(CLI::Range(0, 1000));
   app.add_option("--move-to", args->move_to, "move duplicates below this folder, keeping their layout");
-  app.add_flag("--hardlink", args->hardlink, "replace exact copies by hard links to their keeper");
-  app.add_flag("--symlink", args->symlink, "replace exact copies by symbolic links to their keeper");
+  app.add_flag("--hardlink", args->hardlink, "replace byte-identical copies by hard links (to the keeper, or the first identical member)");
+  app.add_flag("--symlink", args->symlink, "replace byte-identical copies by symbolic links (as --hardlink)");
   app.add_flag("--delete", args->remove, "delete duplicates (needs --yes)");
   app.add_flag("--yes", args->yes, "confirm --delete");
   app.add_option("--manifest", args->manifest, "where the action's manifest goes (default ./imgsearch-dedup-TIME.json)");

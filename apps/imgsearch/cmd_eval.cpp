@@ -34,6 +34,7 @@ struct EvalArgs {
   bool json = false;
   std::string html;
   std::string duplicates;  // a duplicate ground truth: measure dedup instead of retrieval
+  std::vector<std::string> dedup_thresholds;  // one more setting measured: near + these
   int per_label_rows = 30;
   int batch_size = 8;
   ModelArgs model;
@@ -82,7 +83,17 @@ int run_duplicate_eval(const EvalArgs& args, const ImageIndex& index, const std:
   if (index.signals_count() < index.size())
     warn(fmt::format("{}: {} images have no duplicate signals; run `imgsearch index` on their folders",
                      index_path, index.size() - index.signals_count()));
-  const DuplicateEvalReport report = evaluate_duplicates(index, truth, 64, args.model.threads);
+  std::vector<std::pair<std::string, DedupThresholds>> extra;
+  if (!args.dedup_thresholds.empty()) {
+    DedupThresholds t = dedup_preset("near");
+    std::string name = "near";
+    for (const std::string& spec : args.dedup_thresholds) {
+      apply_threshold_override(t, spec);
+      name += " " + spec;
+    }
+    extra.emplace_back(name, t);
+  }
+  const DuplicateEvalReport report = evaluate_duplicates(index, truth, 64, args.model.threads, extra);
   auto figures_json = [](const PairFigures& f) {
     return nlohmann::json{{"predicted", f.predicted}, {"correct", f.correct}, {"precision", f.precision},
                           {"recall", f.recall}, {"f1", f.f1}};
@@ -330,6 +341,8 @@ void setup_eval(CLI::App& app, Runner& runner) {
                  "measure duplicate detection against this ground truth instead (CSV group,path[,edit] or "
                  "path_a,path_b; JSON groups): pair precision/recall per preset, per signal, per edit, sweeps")
       ->excludes("--labels");
+  app.add_option("--threshold", args->dedup_thresholds,
+                 "with --duplicates: also measure the near preset with these overrides (dedup --threshold syntax)");
   app.add_option("--per-label", args->per_label_rows, "labels shown in the table (default 30; --json has all)")
       ->check(CLI::Range(0, 1000000));
   app.add_option("--batch-size", args->batch_size, "images per forward pass when indexing (default 8)")

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <unordered_map>
 
 namespace imgsearch {
 
@@ -190,11 +191,40 @@ DedupActionReport apply_dedup_actions(const ImageIndex& index, const std::vector
     IMGSEARCH_CHECK(!options.move_to.empty() && !options.layout_root.empty(), ErrorKind::InvalidArgument,
                     "move: no destination folder");
   std::vector<Planned> plan;
+  const bool link = options.action == DedupAction::Hardlink || options.action == DedupAction::Symlink;
+  std::size_t not_identical = 0;
   for (const DuplicateGroup& g : groups) {
-    const IndexEntry& keeper = index.entry(g.members.front().id);
+    // A link replaces a file by another with the same bytes: within a group, each set of
+    // byte-identical members is linked to its first member (the keeper when it is one of
+    // them), which stays a regular file.
+    std::unordered_map<std::uint64_t, std::uint32_t> anchor;
+    if (link)
+      for (const GroupMember& m : g.members) {
+        const IndexEntry& e = index.entry(m.id);
+        if (e.signals.present) anchor.emplace(e.signals.content_hash ^ e.size, m.id);
+      }
     for (const GroupMember& m : g.members) {
-      if (m.keep) continue;
+      if (m.keep && !link) continue;
       const IndexEntry& e = index.entry(m.id);
+      std::uint32_t keeper_id = g.members.front().id;
+      if (link) {
+        const auto it = anchor.find(e.signals.content_hash ^ e.size);
+        if (it == anchor.end() || it->second == m.id) {
+          // The first of its bytes in the group (an anchor), or no signals: not linked.
+          if (!m.keep && it != anchor.end()) {
+            bool alone = true;
+            for (const GroupMember& o : g.members)
+              if (o.id != m.id && index.entry(o.id).signals.content_hash == e.signals.content_hash &&
+                  index.entry(o.id).size == e.size)
+                alone = false;
+            not_identical += alone;
+          }
+          continue;
+        }
+        if (m.keep) continue;  // a preferred file is never replaced
+        keeper_id = it->second;
+      }
+      const IndexEntry& keeper = index.entry(keeper_id);
       Planned p;
       p.path = e.path;
       p.keeper = keeper.path;
@@ -237,10 +267,10 @@ DedupActionReport apply_dedup_actions(const ImageIndex& index, const std::vector
 
   DedupActionReport report;
   report.planned = plan.size();
+  report.not_identical = not_identical;
   for (const Planned& p : plan) {
-    const bool link = options.action == DedupAction::Hardlink || options.action == DedupAction::Symlink;
     if (link && (p.hash != p.keeper_hash || p.size != p.keeper_entry->size)) {
-      ++report.not_identical;  // a link would lose its content
+      report.problems.push_back(fmt::format("{}: not byte-identical to {}; left alone", p.path, p.keeper));
       continue;
     }
     try {
@@ -332,11 +362,13 @@ DedupUndoReport undo_dedup_actions(const std::string& manifest_path) {
         const FileState k = lstat_file(keeper);
         const bool linked = action == "hardlink" && k.exists && now.inode == k.inode && now.device == k.device;
         if (!linked) {
-          if (content_hash_file(path) == hash) {
-            ++report.already_in_place;
-          } else {
-            report.problems.push_back(fmt::format("{}: exists with other content; left alone", path));
+          // Never acted on (left alone, or the run stopped before it), or already undone.
+          if (action == "move" && lstat_file(j.at("target").get<std::string>()).exists) {
+            report.problems.push_back(fmt::format("{}: both it and {} exist; left alone", path,
+                                                  j.at("target").get<std::string>()));
+            continue;
           }
+          ++report.already_in_place;
           continue;
         }
       }

@@ -145,7 +145,7 @@ DuplicateTruth load_duplicate_truth(const std::string& path, const ImageIndex& i
 }
 
 DuplicateEvalReport evaluate_duplicates(const ImageIndex& index, const DuplicateTruth& truth, int neighbours,
-                                        int threads) {
+                                        int threads, const std::vector<std::pair<std::string, DedupThresholds>>& extra) {
   DuplicateEvalReport report;
   report.images = index.size();
   report.truth_pairs = truth.pairs.size();
@@ -158,16 +158,19 @@ DuplicateEvalReport evaluate_duplicates(const ImageIndex& index, const Duplicate
     report.methods.push_back(std::move(m));
   };
 
-  for (const char* preset : {"exact", "near", "similar"}) {
+  std::vector<std::pair<std::string, DedupThresholds>> settings;
+  for (const char* preset : {"exact", "near", "similar"}) settings.emplace_back(std::string("preset ") + preset, dedup_preset(preset));
+  settings.insert(settings.end(), extra.begin(), extra.end());
+  for (const auto& [name, thresholds] : settings) {
     DedupOptions options;
-    options.thresholds = dedup_preset(preset);
+    options.thresholds = thresholds;
     options.threads = threads;
     const auto groups = group_duplicates(index, find_duplicate_pairs(index, options), options.thresholds, {});
     std::unordered_set<std::uint64_t> predicted;
     for (const DuplicateGroup& g : groups)
       for (std::size_t i = 0; i < g.members.size(); ++i)
         for (std::size_t j = i + 1; j < g.members.size(); ++j) predicted.insert(pair_key(g.members[i].id, g.members[j].id));
-    add_method(std::string("preset ") + preset, true, predicted);
+    add_method(name, true, predicted);
   }
 
   // Every pair within the loosest thresholds swept, once, with its hash distance (best

@@ -3,6 +3,7 @@
 #include "imgsearch/error.h"
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -11,25 +12,64 @@
 
 namespace imgsearch {
 
-// Thresholds measured on Corel-1k with generated edited copies (docs/dedup.md).
+// Thresholds measured on Corel-1k with generated edited copies (docs/dedup.md): near is
+// the strictest setting with pair precision >= 0.99 there; similar trades precision for
+// the harder edits (crops, borders, screenshots) through a looser group cap.
 DedupThresholds dedup_preset(const std::string& name) {
   DedupThresholds t;
   if (name == "exact") return t;
-  if (name == "near") {
+  if (name == "near" || name == "similar") {
     t.hash_distance = 10;
-    t.min_cosine = 0.95f;
+    t.min_cosine = 0.90f;
     t.weak_cosine = 0.85f;
     t.weak_hash_distance = 20;
-    return t;
-  }
-  if (name == "similar") {
-    t.hash_distance = 12;
-    t.min_cosine = 0.90f;
-    t.weak_cosine = 0.80f;
-    t.weak_hash_distance = 24;
+    t.cap_cosine = name == "near" ? 0.75f : 0.60f;
+    t.cap_hash_distance = name == "near" ? 20 : 24;
     return t;
   }
   throw_error(ErrorKind::InvalidArgument, "unknown preset '{}' (use exact, near or similar)", name);
+}
+
+void apply_threshold_override(DedupThresholds& t, const std::string& spec) {
+  const auto eq = spec.find('=');
+  const std::string key = spec.substr(0, eq);
+  const std::string value = eq == std::string::npos ? "" : spec.substr(eq + 1);
+  auto number = [&]() {
+    try {
+      std::size_t used = 0;
+      const double v = std::stod(value, &used);
+      if (used == value.size() && std::isfinite(v)) return v;
+    } catch (const std::exception&) {
+    }
+    throw_error(ErrorKind::InvalidArgument, "--threshold {}: '{}' is not a number", key, value);
+  };
+  auto distance = [&]() {
+    const double v = number();
+    IMGSEARCH_CHECK(v == std::floor(v) && v >= -1 && v <= 64, ErrorKind::InvalidArgument,
+                    "--threshold {}: a Hamming distance is a whole number in 0..64 (-1: off), got {}", key, value);
+    return static_cast<int>(v);
+  };
+  if (key == "phash") {
+    t.hash_distance = distance();
+    IMGSEARCH_CHECK(t.hash_distance <= 15, ErrorKind::InvalidArgument,
+                    "--threshold phash: at most 15 (larger distances match unrelated photos)");
+  } else if (key == "weak-phash") {
+    t.weak_hash_distance = distance();
+  } else if (key == "cnn") {
+    t.min_cosine = static_cast<float>(number());
+  } else if (key == "weak-cnn") {
+    t.weak_cosine = static_cast<float>(number());
+  } else if (key == "cap-cnn") {
+    t.cap_cosine = static_cast<float>(number());
+  } else if (key == "cap-phash") {
+    t.cap_hash_distance = distance();
+  } else if (key == "orientations") {
+    t.orientations = number() != 0;
+  } else {
+    throw_error(ErrorKind::InvalidArgument,
+                "--threshold: unknown signal '{}' (use phash=N, cnn=X, weak-phash=N, weak-cnn=X, cap-phash=N, cap-cnn=X or orientations=0|1)",
+                spec);
+  }
 }
 
 std::string match_signal_name(const PairMatch& m) {
@@ -101,6 +141,15 @@ PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, 
   const IndexEntry& ea = index.entry(a);
   const IndexEntry& eb = index.entry(b);
   return decide(ea.signals, ea.size, eb.signals, eb.size, dot(index.vector(a), index.vector(b), index.dim()), t);
+}
+
+bool within_group_cap(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t) {
+  const PairMatch m = match_pair(index, a, b, t);
+  if (m.matched() || m.cosine >= t.cap_cosine) return true;
+  const DuplicateSignals& sa = index.entry(a).signals;
+  const DuplicateSignals& sb = index.entry(b).signals;
+  return sa.present && sb.present && __builtin_popcountll(sa.phash[0]) >= kMinHashBits &&
+         __builtin_popcountll(sb.phash[0]) >= kMinHashBits && m.hash_distance <= t.cap_hash_distance;
 }
 
 PairMatch match_external(const ImageIndex& index, const DuplicateSignals& signals, const float* unit_vector,
@@ -255,32 +304,55 @@ bool path_is_under(const std::string& path, const std::string& dir) {
 
 std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std::vector<CandidatePair>& pairs,
                                              const DedupThresholds& thresholds, const GroupingOptions& options) {
-  std::unordered_map<std::uint32_t, std::size_t> cluster_of;
-  std::vector<std::vector<std::uint32_t>> clusters;
-  auto cluster = [&](std::uint32_t id) {
-    auto [it, inserted] = cluster_of.emplace(id, clusters.size());
-    if (inserted) clusters.push_back({id});
-    return it->second;
-  };
+  // Star grouping: the image with the most matches becomes a group's centre, and its
+  // direct matches (strongest first) join while they stay within the cap of every member
+  // already in. A group never grows through a chain of matches, so one false match adds at
+  // most one wrong member, never a second group.
+  std::unordered_map<std::uint32_t, std::vector<std::pair<float, std::uint32_t>>> matches;
   for (const CandidatePair& p : pairs) {
-    std::size_t ca = cluster(p.a), cb = cluster(p.b);
-    if (ca == cb) continue;
-    if (clusters[ca].size() < clusters[cb].size()) std::swap(ca, cb);
-    bool all_match = true;
-    for (const std::uint32_t x : clusters[ca]) {
-      for (const std::uint32_t y : clusters[cb])
-        if (!match_pair(index, x, y, thresholds).matched()) {
-          all_match = false;
-          break;
-        }
-      if (!all_match) break;
+    const float strength = p.match.signal == MatchSignal::Content ? 2.0f : p.match.score;
+    matches[p.a].emplace_back(strength, p.b);
+    matches[p.b].emplace_back(strength, p.a);
+  }
+  std::vector<std::uint32_t> order;
+  for (auto& [id, list] : matches) {
+    std::sort(list.begin(), list.end(), [](const auto& x, const auto& y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+    order.push_back(id);
+  }
+  std::sort(order.begin(), order.end(), [&](std::uint32_t x, std::uint32_t y) {
+    const auto& mx = matches[x];
+    const auto& my = matches[y];
+    if (mx.size() != my.size()) return mx.size() > my.size();
+    return x < y;
+  });
+  std::unordered_map<std::uint32_t, std::size_t> group_of;
+  std::vector<std::vector<std::uint32_t>> clusters;
+  auto fits = [&](const std::vector<std::uint32_t>& members, std::uint32_t id) {
+    for (const std::uint32_t m : members)
+      if (!within_group_cap(index, m, id, thresholds)) return false;
+    return true;
+  };
+  for (const std::uint32_t centre : order) {
+    if (group_of.count(centre)) continue;
+    std::vector<std::uint32_t> members{centre};
+    for (const auto& [strength, id] : matches[centre])
+      if (!group_of.count(id) && fits(members, id)) members.push_back(id);
+    if (members.size() < 2) continue;
+    for (const std::uint32_t id : members) group_of[id] = clusters.size();
+    clusters.push_back(std::move(members));
+  }
+  // An image left over (its matches all went to other groups first) joins the group of its
+  // strongest match that it fits.
+  for (const std::uint32_t id : order) {
+    if (group_of.count(id)) continue;
+    for (const auto& [strength, other] : matches[id]) {
+      const auto it = group_of.find(other);
+      if (it != group_of.end() && fits(clusters[it->second], id)) {
+        clusters[it->second].push_back(id);
+        group_of[id] = it->second;
+        break;
+      }
     }
-    if (!all_match) continue;
-    for (const std::uint32_t y : clusters[cb]) {
-      clusters[ca].push_back(y);
-      cluster_of[y] = ca;
-    }
-    clusters[cb].clear();
   }
 
   auto preferred = [&](std::uint32_t id) {
@@ -328,6 +400,12 @@ std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std:
       m.id = id;
       m.keep = preferred(id);
       m.match = match_pair(index, keeper, id, thresholds);
+      if (!m.match.matched())  // linked through another member: its strongest match there
+        for (const std::uint32_t other : ids)
+          if (other != id) {
+            const PairMatch via = match_pair(index, other, id, thresholds);
+            if (via.matched() && via.score > m.match.score) m.match = via;
+          }
       g.members.push_back(m);
     }
     std::sort(g.members.begin() + 1, g.members.end(), [&](const GroupMember& x, const GroupMember& y) {

@@ -191,7 +191,7 @@ def main():
                         edited.save(out, fmt, **extra)
                 rows.append((stem, out, name))
     with open(os.path.join(a.out, "ground_truth.csv"), "w", newline="") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, lineterminator="\n")
         w.writerow(["group", "path", "edit"])
         for r in rows:
             w.writerow([r[0], os.path.abspath(r[1]), r[2]])

@@ -16,7 +16,7 @@ using namespace imgsearch;
 
 namespace {
 
-constexpr int kDim = 8;
+constexpr int kDim = 64;  // random 64-d vectors are far apart (cosine ~ +-0.13)
 
 ModelInfo toy_model() {
   ModelInfo m;
@@ -164,38 +164,48 @@ TEST_CASE("pairs: identical bytes, close hashes, turned hashes and close embeddi
   CHECK_THROWS_AS(dedup_preset("fuzzy"), Error);
 }
 
-TEST_CASE("complete-link grouping never chains A~B~C when A and C do not match", "[dedup]") {
+TEST_CASE("grouping never chains matches beyond the cap; complete-link when the cap is off", "[dedup]") {
   Toy toy;
   std::mt19937_64& rng = toy.rng;
   for (int i = 0; i < 100; ++i) toy.add(random_hash(rng), toy.random_vector());
-  // A chain: each step 6 bits from the last (a match at the near preset's 10), but A and
-  // C 12 bits apart: single-link would put all three together.
+  // A chain A~B~C~D, each step 10 bits (a match at the near preset's 10), A and D 30 bits
+  // apart (beyond the near cap of 20): single-link would put all four together.
   const std::uint64_t ha = random_hash(rng);
-  std::uint64_t hb = ha, hc;
-  for (int b = 1; b <= 6; ++b) hb ^= std::uint64_t(1) << b;
-  hc = hb;
-  for (int b = 7; b <= 12; ++b) hc ^= std::uint64_t(1) << b;
-  const auto a = toy.add(ha, toy.random_vector());
-  const auto b = toy.add(hb, toy.random_vector());
-  const auto c = toy.add(hc, toy.random_vector());
-  // A clique of four: all within 4 bits of each other.
+  std::vector<std::uint64_t> chain{ha};
+  for (int step = 0; step < 3; ++step) {
+    std::uint64_t h = chain.back();
+    for (int b = 1 + 10 * step; b <= 10 + 10 * step; ++b) h ^= std::uint64_t(1) << b;
+    chain.push_back(h);
+  }
+  std::vector<std::size_t> ids;
+  for (const std::uint64_t h : chain) ids.push_back(toy.add(h, toy.random_vector()));
+  // A clique of four: all within 2 bits of each other.
   const std::uint64_t hq = random_hash(rng);
   std::vector<std::size_t> clique;
-  for (int i = 0; i < 4; ++i) clique.push_back(toy.add(hq ^ (std::uint64_t(1) << (10 + i)), toy.random_vector()));
+  for (int i = 0; i < 4; ++i) clique.push_back(toy.add(hq ^ (std::uint64_t(1) << (50 + i)), toy.random_vector()));
   const ImageIndex index = toy.build();
-  const DedupThresholds t = dedup_preset("near");
+
+  DedupThresholds t = dedup_preset("near");
   DedupOptions options;
   options.thresholds = t;
-  const auto groups = group_duplicates(index, find_duplicate_pairs(index, options), t, {});
-  CHECK_FALSE(same_group(groups, a, c));
-  CHECK((same_group(groups, a, b) || same_group(groups, b, c)));
+  auto groups = group_duplicates(index, find_duplicate_pairs(index, options), t, {});
+  CHECK_FALSE(same_group(groups, ids[0], ids[3]));
+  CHECK((same_group(groups, ids[0], ids[1]) || same_group(groups, ids[2], ids[3])));
   for (std::size_t i = 1; i < clique.size(); ++i) CHECK(same_group(groups, clique[0], clique[i]));
-  REQUIRE(groups.size() == 2);
+  REQUIRE(groups.size() >= 2);
   CHECK(groups[0].members.size() == 4);  // largest group first
   for (const auto& g : groups) {
     CHECK(g.members[0].keep);
     for (std::size_t i = 1; i < g.members.size(); ++i) CHECK(g.members[i].match.matched());
   }
+
+  // Cap off: every two members must match themselves, so A and C (20 bits) never share a group.
+  t.cap_cosine = 2.0f;
+  t.cap_hash_distance = -1;
+  groups = group_duplicates(index, find_duplicate_pairs(index, options), t, {});
+  CHECK_FALSE(same_group(groups, ids[0], ids[2]));
+  CHECK_FALSE(same_group(groups, ids[1], ids[3]));
+  for (std::size_t i = 1; i < clique.size(); ++i) CHECK(same_group(groups, clique[0], clique[i]));
 }
 
 TEST_CASE("keeper rules: largest, oldest, newest, first path, and --prefer folders are never removed", "[dedup]") {

@@ -2,7 +2,8 @@
 // is touched; a file is acted on only if its size, mtime and content hash still match the
 // index right before; moves are renames (across filesystems: copy, fsync, verify, then
 // unlink); links replace a file through a temporary name and a rename, and only a file
-// whose bytes are identical to its keeper's (a link to a different file would lose it).
+// whose bytes are identical to the file it is linked to (a link to a different file would
+// lose it): in each group, byte-identical members are linked to the first of them.
 // undo_dedup_actions() puts everything a manifest lists back. docs/dedup.md.
 #pragma once
 
@@ -27,7 +28,7 @@ struct DedupActionOptions {
 
 struct DedupActionReport {
   std::size_t planned = 0, done = 0;
-  // Links: members not byte-identical to their keeper are left as they are (by design).
+  // Links: members byte-identical to no other member are left as they are (by design).
   std::size_t not_identical = 0;
   std::vector<std::string> problems;  // one line each, naming the file: left alone, never half-done
 };

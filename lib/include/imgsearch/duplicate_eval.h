@@ -58,7 +58,9 @@ struct DuplicateEvalReport {
 
 // `neighbours`: embedding neighbours per image for the cosine signals (the presets use
 // the default of `dedup`).
+// `extra`: further settings measured like the presets (grouped), under their names.
 DuplicateEvalReport evaluate_duplicates(const ImageIndex& index, const DuplicateTruth& truth, int neighbours = 64,
-                                        int threads = 0);
+                                        int threads = 0,
+                                        const std::vector<std::pair<std::string, DedupThresholds>>& extra = {});
 
 }  // namespace imgsearch

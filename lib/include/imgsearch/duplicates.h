@@ -1,8 +1,8 @@
 // Near-duplicate groups in an index: candidate pairs from neighbour search (a multi-index
 // over the perceptual hashes, HNSW over the embeddings, a hash table over content hashes;
-// never all pairs), a pair test that combines strict per-signal thresholds, complete-link
-// grouping (every two members of a group are themselves a matching pair, so chains
-// A~B~C cannot pull unrelated photos together), and a suggested keeper. docs/dedup.md.
+// never all pairs), a pair test that combines strict per-signal thresholds, grouping with
+// a cap on the distance between any two members (so chains A~B~C cannot pull unrelated
+// photos together), and a suggested keeper. docs/dedup.md.
 #pragma once
 
 #include "imgsearch/duplicate_signals.h"
@@ -26,6 +26,12 @@ struct DedupThresholds {
   // Both signals half-agree: cosine >= weak_cosine and Hamming <= weak_hash_distance.
   float weak_cosine = 2.0f;
   int weak_hash_distance = -1;
+  // Grouping: a strict match above links two images; every two members of a group must
+  // at least pass this looser cap (cosine >= cap_cosine or Hamming <= cap_hash_distance),
+  // so a chain of matches cannot drift from one photo to an unrelated one. With the cap
+  // off (its defaults) every two members must match: complete-link.
+  float cap_cosine = 2.0f;
+  int cap_hash_distance = -1;
 };
 
 // "exact": identical bytes only. "near" (the default): the copies a person would call the
@@ -33,6 +39,9 @@ struct DedupThresholds {
 // "similar": looser, finds more at the cost of some same-scene-different-shot pairs.
 // Throws Error(InvalidArgument) for another name.
 DedupThresholds dedup_preset(const std::string& name);
+// One override in `imgsearch dedup --threshold` syntax: phash=N, cnn=X, weak-phash=N,
+// weak-cnn=X, cap-phash=N, cap-cnn=X, orientations=0|1. Error(InvalidArgument) when bad.
+void apply_threshold_override(DedupThresholds& t, const std::string& spec);
 
 struct PairMatch {
   MatchSignal signal = MatchSignal::None;
@@ -48,6 +57,8 @@ std::string match_signal_name(const PairMatch& match);
 
 // The pair test on two indexed images (ids into `index`).
 PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t);
+// The grouping cap: a match, or within cap_cosine / cap_hash_distance.
+bool within_group_cap(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t);
 // The same against an image outside the index (its signals and embedding).
 PairMatch match_external(const ImageIndex& index, const DuplicateSignals& signals, const float* unit_vector,
                          std::uint32_t b, const DedupThresholds& t);
@@ -98,10 +109,12 @@ struct GroupingOptions {
   std::vector<std::string> prefer;
 };
 
-// Complete-link agglomeration of the pairs (strongest first): two groups merge only when
-// every member of one matches every member of the other. Groups of two or more, largest
-// first. The keeper: a preferred file if any, then by the rule (largest file, oldest or
-// newest mtime, first path), ties broken by path.
+// Agglomeration of the pairs (strongest first): two groups merge only when every member
+// of one is within the cap of every member of the other (complete-link when the cap is
+// off). Groups of two or more, largest first. The keeper: a preferred file if any, then by
+// the rule (largest file, oldest or newest mtime, first path), ties broken by path. Each
+// other member's match is against the keeper when that matches, else its strongest match
+// within the group.
 std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std::vector<CandidatePair>& pairs,
                                              const DedupThresholds& thresholds, const GroupingOptions& options);
 
