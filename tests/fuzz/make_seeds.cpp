@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(out / "index");
   std::filesystem::create_directories(out / "features");
   std::mt19937 rng(42);
+  std::mt19937_64 signal_rng(7);  // its own stream: the vectors stay what they were
   std::normal_distribution<float> normal;
   ModelInfo model;
   model.name = "seed";
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
         DuplicateSignals& s = entries[i].signals;
         s.present = true;
         s.content_hash = 0x9E3779B97F4A7C15ull * (i / 3 + 1);
-        for (std::uint64_t& h : s.phash) h = (rng() ^ (std::uint64_t(rng()) << 32)) & ~std::uint64_t(1);
+        for (std::uint64_t& h : s.phash) h = signal_rng() & ~std::uint64_t(1);
         if (i % 3 == 1) s.phash = entries[i - 1].signals.phash;  // near-identical neighbours
       }
     }
