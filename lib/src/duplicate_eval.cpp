@@ -187,6 +187,7 @@ DuplicateEvalReport evaluate_duplicates(const ImageIndex& index, const Duplicate
   DedupOptions options;
   options.thresholds = loose;
   options.neighbours = neighbours;
+  options.hash_neighbours = 1 << 20;  // every pair within the radius: the baselines are not truncated
   options.threads = threads;
   std::vector<Measured> measured;
   for (const CandidatePair& p : find_duplicate_pairs(index, options)) {

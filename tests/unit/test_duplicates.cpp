@@ -60,6 +60,15 @@ struct Toy {
     for (float& x : v) x = normal(rng);
     return v;
   }
+  // An edited copy's embedding: the original's plus noise 0.7 times as strong (cosine
+  // about 0.82 to it, about 0.67 between two copies): below the cnn thresholds, above the
+  // minimum a hash match needs.
+  std::vector<float> related(const std::vector<float>& v) {
+    std::normal_distribution<float> normal;
+    std::vector<float> out(v);
+    for (float& x : out) x += 0.7f * normal(rng);
+    return out;
+  }
   ImageIndex build() {
     ImageIndex index(kDim, HnswParams{}, toy_model());
     index.add(entries, vectors.data(), 1);
@@ -120,9 +129,11 @@ TEST_CASE("pairs: identical bytes, close hashes, turned hashes and close embeddi
   const auto a = toy.add(h, v, 777);
   const auto exact = toy.add(flip_bits(h, 30, toy.rng), toy.random_vector(), 777);  // same bytes, per the hash
   toy.entries[exact].size = toy.entries[a].size;
-  const auto near = toy.add(flip_bits(h, 6, toy.rng), toy.random_vector());
-  const auto far = toy.add(flip_bits(h, 14, toy.rng), toy.random_vector());
-  const auto mirrored = toy.add(random_hash(toy.rng), toy.random_vector());
+  const auto near = toy.add(flip_bits(h, 6, toy.rng), toy.related(v));
+  const auto far = toy.add(flip_bits(h, 14, toy.rng), toy.related(v));
+  // Close hash, unrelated content (a catalogue on one plain background): no match.
+  const auto lookalike = toy.add(flip_bits(h, 4, toy.rng), toy.random_vector());
+  const auto mirrored = toy.add(random_hash(toy.rng), toy.related(v));
   toy.entries[mirrored].signals.phash[static_cast<int>(Orientation::Mirror)] = flip_bits(h, 3, toy.rng);
   auto close = v;
   close[0] += 0.05f;
@@ -145,6 +156,7 @@ TEST_CASE("pairs: identical bytes, close hashes, turned hashes and close embeddi
   CHECK(find(a, near)->hash_distance == 6);
   CHECK(find(a, near)->score == Approx(1 - 6 / 64.0));
   CHECK(find(a, far) == nullptr);
+  CHECK(find(a, lookalike) == nullptr);
   REQUIRE(find(a, mirrored));
   CHECK(match_signal_name(*find(a, mirrored)) == "phash-mirror");
   REQUIRE(find(a, embedded));
@@ -178,11 +190,13 @@ TEST_CASE("grouping never chains matches beyond the cap; complete-link when the 
     chain.push_back(h);
   }
   std::vector<std::size_t> ids;
-  for (const std::uint64_t h : chain) ids.push_back(toy.add(h, toy.random_vector()));
+  const auto base = toy.random_vector();
+  for (const std::uint64_t h : chain) ids.push_back(toy.add(h, toy.related(base)));
   // A clique of four: all within 2 bits of each other.
   const std::uint64_t hq = random_hash(rng);
   std::vector<std::size_t> clique;
-  for (int i = 0; i < 4; ++i) clique.push_back(toy.add(hq ^ (std::uint64_t(1) << (50 + i)), toy.random_vector()));
+  const auto clique_base = toy.random_vector();
+  for (int i = 0; i < 4; ++i) clique.push_back(toy.add(hq ^ (std::uint64_t(1) << (50 + i)), toy.related(clique_base)));
   const ImageIndex index = toy.build();
 
   DedupThresholds t = dedup_preset("near");
@@ -211,7 +225,8 @@ TEST_CASE("grouping never chains matches beyond the cap; complete-link when the 
 TEST_CASE("keeper rules: largest, oldest, newest, first path, and --prefer folders are never removed", "[dedup]") {
   Toy toy;
   const std::uint64_t h = random_hash(toy.rng);
-  for (int i = 0; i < 3; ++i) toy.add(h, toy.random_vector());
+  const auto base = toy.random_vector();
+  for (int i = 0; i < 3; ++i) toy.add(h, toy.related(base));
   toy.entries[0].path = "/b/zeta.jpg";
   toy.entries[0].size = 500;
   toy.entries[0].mtime_ns = 30;

@@ -22,6 +22,9 @@ struct DedupThresholds {
   bool content = true;          // identical file bytes always match
   int hash_distance = -1;       // perceptual hashes within this Hamming distance; -1: off
   bool orientations = true;     // also compare the mirrored and 90-degree-rotated hashes
+  // A hash match also needs at least this cosine: photos of different products on one
+  // plain background (catalogues) share their hashes; edited copies keep some similarity.
+  float hash_min_cosine = -1.0f;
   float min_cosine = 2.0f;      // embeddings at least this similar; > 1: off
   // Both signals half-agree: cosine >= weak_cosine and Hamming <= weak_hash_distance.
   float weak_cosine = 2.0f;
@@ -39,8 +42,8 @@ struct DedupThresholds {
 // "similar": looser, finds more at the cost of some same-scene-different-shot pairs.
 // Throws Error(InvalidArgument) for another name.
 DedupThresholds dedup_preset(const std::string& name);
-// One override in `imgsearch dedup --threshold` syntax: phash=N, cnn=X, weak-phash=N,
-// weak-cnn=X, cap-phash=N, cap-cnn=X, orientations=0|1. Error(InvalidArgument) when bad.
+// One override in `imgsearch dedup --threshold` syntax: phash=N, phash-cnn=X, cnn=X,
+// weak-phash=N, weak-cnn=X, cap-phash=N, cap-cnn=X, orientations=0|1. Error(InvalidArgument) when bad.
 void apply_threshold_override(DedupThresholds& t, const std::string& spec);
 
 struct PairMatch {
@@ -68,7 +71,9 @@ PairMatch match_external(const ImageIndex& index, const DuplicateSignals& signal
 class HashNeighbours {
  public:
   explicit HashNeighbours(const ImageIndex& index);
-  // Ids whose identity hash is within `radius` of `hash` (radius <= 15), unsorted, unique.
+  // Ids whose identity hash is within `radius` of `hash` (radius <= 15), sorted, unique.
+  // Block buckets holding more than 1024 images (a value shared by a whole catalogue on a
+  // plain background) are not scanned, so there an answer may miss some ids.
   std::vector<std::uint32_t> within(std::uint64_t hash, int radius) const;
 
  private:
@@ -85,6 +90,9 @@ struct CandidatePair {
 struct DedupOptions {
   DedupThresholds thresholds;
   int neighbours = 16;  // embedding neighbours examined per image
+  // Hash neighbours examined per image and orientation (the nearest): bounds the work where
+  // many images share nearly one hash (plain backgrounds).
+  int hash_neighbours = 8;
   int threads = 0;      // 0 = all cores
 };
 
