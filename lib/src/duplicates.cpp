@@ -28,6 +28,7 @@ DedupThresholds dedup_preset(const std::string& name) {
     t.hash_min_cosine = 0.50f;
     t.cap_cosine = name == "near" ? 0.75f : 0.60f;
     t.cap_hash_distance = name == "near" ? 20 : 24;
+    t.centre_score = 0.90f;
     return t;
   }
   throw_error(ErrorKind::InvalidArgument, "unknown preset '{}' (use exact, near or similar)", name);
@@ -64,6 +65,8 @@ void apply_threshold_override(DedupThresholds& t, const std::string& spec) {
     t.weak_cosine = static_cast<float>(number());
   } else if (key == "phash-cnn") {
     t.hash_min_cosine = static_cast<float>(number());
+  } else if (key == "centre") {
+    t.centre_score = static_cast<float>(number());
   } else if (key == "cap-cnn") {
     t.cap_cosine = static_cast<float>(number());
   } else if (key == "cap-phash") {
@@ -72,7 +75,7 @@ void apply_threshold_override(DedupThresholds& t, const std::string& spec) {
     t.orientations = number() != 0;
   } else {
     throw_error(ErrorKind::InvalidArgument,
-                "--threshold: unknown signal '{}' (use phash=N, cnn=X, weak-phash=N, weak-cnn=X, phash-cnn=X, cap-phash=N, cap-cnn=X or orientations=0|1)",
+                "--threshold: unknown signal '{}' (use phash=N, cnn=X, weak-phash=N, weak-cnn=X, phash-cnn=X, cap-phash=N, cap-cnn=X, centre=X or orientations=0|1)",
                 spec);
   }
 }
@@ -367,7 +370,7 @@ std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std:
     if (group_of.count(centre)) continue;
     std::vector<std::uint32_t> members{centre};
     for (const auto& [strength, id] : matches[centre])
-      if (!group_of.count(id) && fits(members, id)) members.push_back(id);
+      if (!group_of.count(id) && (strength >= thresholds.centre_score || fits(members, id))) members.push_back(id);
     if (members.size() < 2) continue;
     for (const std::uint32_t id : members) group_of[id] = clusters.size();
     clusters.push_back(std::move(members));

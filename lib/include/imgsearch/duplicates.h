@@ -35,6 +35,10 @@ struct DedupThresholds {
   // off (its defaults) every two members must match: complete-link.
   float cap_cosine = 2.0f;
   int cap_hash_distance = -1;
+  // A match with the group's centre at least this strong (score: cosine, or 1 - Hamming/64)
+  // joins without the cap: a letterboxed copy is unmistakably its original's, even when
+  // it resembles the original's grey copy too little. > 1: off.
+  float centre_score = 2.0f;
 };
 
 // "exact": identical bytes only. "near" (the default): the copies a person would call the
@@ -43,7 +47,7 @@ struct DedupThresholds {
 // Throws Error(InvalidArgument) for another name.
 DedupThresholds dedup_preset(const std::string& name);
 // One override in `imgsearch dedup --threshold` syntax: phash=N, phash-cnn=X, cnn=X,
-// weak-phash=N, weak-cnn=X, cap-phash=N, cap-cnn=X, orientations=0|1. Error(InvalidArgument) when bad.
+// weak-phash=N, weak-cnn=X, cap-phash=N, cap-cnn=X, centre=X, orientations=0|1. Error(InvalidArgument) when bad.
 void apply_threshold_override(DedupThresholds& t, const std::string& spec);
 
 struct PairMatch {
