@@ -65,6 +65,18 @@ expect_in "$WORK/out" "exact-copy.jpg|$(basename "$first_original")"
 [ "$(grep -c '^group' "$WORK/out")" = 1 ] || fail "exact preset: one group (the byte copy) expected"
 expect_in "$WORK/out" "^  duplicate +1\.0000  content +.*(exact-copy.jpg|$(basename "$first_original"))$"
 
+# --- an index without duplicate signals (built from a features file, as older imgsearch
+# indexes are): dedup warns and uses embeddings only; the next `index` run fills them in.
+expect_status 0 "$IMGSEARCH" extract "$SET" -o set.feat "${MOBILENET_ARGS[@]}"
+expect_status 0 "$IMGSEARCH" index --from-features set.feat -i old.index
+expect_status 0 "$IMGSEARCH" dedup -i old.index --format json
+expect_in "$WORK/err" "$count of $count images have no duplicate signals"
+expect_status 0 "$IMGSEARCH" index "$SET" -i old.index "${MOBILENET_ARGS[@]}"
+expect_in "$WORK/out" "^added 0, updated 0, removed 0, unchanged $count, duplicate signals added to $count$"
+expect_status 0 "$IMGSEARCH" dedup -i old.index --format json
+expect_not_in "$WORK/err" "no duplicate signals"
+cmp -s "$WORK/out" groups.jsonl || fail "groups from the filled-in index differ from a fresh index's"
+
 # --- --query: a new resized copy of an original is found; an unrelated photo is not.
 "$PYTHON" -c "
 from PIL import Image; import sys
