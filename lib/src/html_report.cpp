@@ -258,7 +258,7 @@ namespace {
 
 // Precision (0.5..1, where duplicate detection lives) against recall (0..1).
 std::string duplicate_pr_svg(const DuplicateEvalReport& report) {
-  const int W = 560, H = 340, L = 50, R = 170, T = 14, B = 40;
+  const int W = 620, H = 340, L = 50, R = 230, T = 14, B = 40;
   const double pw = W - L - R, ph = H - T - B, pmin = 0.5;
   auto X = [&](double r) { return L + r * pw; };
   auto Y = [&](double p) { return T + ph - (std::max(p, pmin) - pmin) / (1 - pmin) * ph; };
