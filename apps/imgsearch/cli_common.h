@@ -35,6 +35,7 @@ void setup_query(CLI::App& app, Runner& runner);
 void setup_info(CLI::App& app, Runner& runner);
 void setup_eval(CLI::App& app, Runner& runner);
 void setup_serve(CLI::App& app, Runner& runner);
+void setup_dedup(CLI::App& app, Runner& runner);
 
 // Model options shared by extract, index and query.
 struct ModelArgs {

@@ -3,6 +3,7 @@
 // Protocol and output: docs/eval.md.
 #include "cli_common.h"
 
+#include <imgsearch/duplicate_eval.h>
 #include <imgsearch/error.h>
 #include <imgsearch/evaluation.h>
 #include <imgsearch/file_scan.h>
@@ -32,6 +33,8 @@ struct EvalArgs {
   int ef = 0;
   bool json = false;
   std::string html;
+  std::string duplicates;  // a duplicate ground truth: measure dedup instead of retrieval
+  std::vector<std::string> dedup_thresholds;  // one more setting measured: near + these
   int per_label_rows = 30;
   int batch_size = 8;
   ModelArgs model;
@@ -70,6 +73,115 @@ std::string model_text(const ModelInfo& m) {
   return name;
 }
 
+std::string percent(double v) { return fmt::format("{:.1f}", 100 * v); }
+
+int run_duplicate_eval(const EvalArgs& args, const ImageIndex& index, const std::string& index_path, int status) {
+  const DuplicateTruth truth = load_duplicate_truth(args.duplicates, index);
+  if (!truth.missing.empty())
+    warn(fmt::format("{}: {} of {} paths are not in the index (first: {}); their pairs are left out", args.duplicates,
+                     truth.missing.size(), truth.listed, truth.missing.front()));
+  if (index.signals_count() < index.size())
+    warn(fmt::format("{}: {} images have no duplicate signals; run `imgsearch index` on their folders",
+                     index_path, index.size() - index.signals_count()));
+  std::vector<std::pair<std::string, DedupThresholds>> extra;
+  if (!args.dedup_thresholds.empty()) {
+    DedupThresholds t = dedup_preset("near");
+    std::string name = "near";
+    for (const std::string& spec : args.dedup_thresholds) {
+      apply_threshold_override(t, spec);
+      name += " " + spec;
+    }
+    extra.emplace_back(name, t);
+  }
+  const DuplicateEvalReport report = evaluate_duplicates(index, truth, 64, args.model.threads, extra);
+  // Recall over the (original, edited copy) pairs alone: what per-edit recall adds up to.
+  auto original_recall = [](const DuplicateMethodResult& m) {
+    std::size_t pairs = 0, found = 0;
+    for (const EditRecall& e : m.per_edit) {
+      pairs += e.pairs;
+      found += e.found;
+    }
+    return pairs ? double(found) / pairs : 0.0;
+  };
+  auto figures_json = [](const PairFigures& f) {
+    return nlohmann::json{{"predicted", f.predicted}, {"correct", f.correct}, {"precision", f.precision},
+                          {"recall", f.recall}, {"f1", f.f1}};
+  };
+  if (args.json) {
+    nlohmann::json j;
+    j["index"] = absolute_path(index_path);
+    j["ground_truth"] = absolute_path(args.duplicates);
+    j["images"] = report.images;
+    j["truth_pairs"] = report.truth_pairs;
+    j["methods"] = nlohmann::json::array();
+    for (const DuplicateMethodResult& m : report.methods) {
+      nlohmann::json jm = figures_json(m.figures);
+      jm["name"] = m.name;
+      jm["grouped"] = m.grouped;
+      jm["original_copy_recall"] = original_recall(m);
+      jm["per_edit"] = nlohmann::json::object();
+      for (const EditRecall& e : m.per_edit)
+        jm["per_edit"][e.edit] = {{"pairs", e.pairs}, {"found", e.found}, {"recall", e.pairs ? double(e.found) / e.pairs : 0.0}};
+      j["methods"].push_back(jm);
+    }
+    j["sweep"] = nlohmann::json::array();
+    for (const SweepPoint& p : report.sweep) {
+      nlohmann::json jp = figures_json(p.figures);
+      jp["signal"] = p.signal;
+      jp["threshold"] = p.threshold;
+      j["sweep"].push_back(jp);
+    }
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+  } else {
+    std::string out = fmt::format("index: {} ({} images); ground truth: {} ({} true pairs)\n\n", index_path,
+                                  report.images, args.duplicates, report.truth_pairs);
+    out += fmt::format("{:<30}{:>10}{:>9}{:>11}{:>8}{:>8}{:>14}\n", "method", "predicted", "correct", "precision",
+                       "recall", "F1", "orig-recall");
+    for (const DuplicateMethodResult& m : report.methods)
+      out += fmt::format("{:<30}{:>10}{:>9}{:>11.4f}{:>8.4f}{:>8.4f}{:>14.4f}\n", m.name, m.figures.predicted,
+                         m.figures.correct, m.figures.precision, m.figures.recall, m.figures.f1, original_recall(m));
+    out += "(precision, recall, F1: all true pairs, copies with copies too; orig-recall: (original, edited copy) pairs)\n";
+    if (!report.methods.empty() && !report.methods.front().per_edit.empty()) {
+      out += "\nrecall (%) per edit type, pairs (original, edited copy):\n";
+      out += fmt::format("{:<22}{:>6}", "edit", "pairs");
+      std::vector<std::string> heads;
+      for (const DuplicateMethodResult& m : report.methods) {
+        std::string h = m.name;
+        if (h.rfind("preset ", 0) == 0) h = h.substr(7);
+        h = h.substr(0, h.find(" ("));
+        h = h.substr(0, 12);
+        out += fmt::format("{:>13}", h);
+      }
+      out += "\n";
+      const auto& edits = report.methods.front().per_edit;
+      for (std::size_t e = 0; e < edits.size(); ++e) {
+        out += fmt::format("{:<22}{:>6}", edits[e].edit, edits[e].pairs);
+        for (const DuplicateMethodResult& m : report.methods)
+          out += fmt::format("{:>13}", percent(m.per_edit[e].pairs ? double(m.per_edit[e].found) / m.per_edit[e].pairs : 0));
+        out += "\n";
+      }
+    }
+    out += "\nthreshold sweep (signal alone, no grouping):\n";
+    out += fmt::format("{:<8}{:>10}{:>10}{:>11}{:>8}{:>8}\n", "signal", "threshold", "predicted", "precision", "recall", "F1");
+    for (const SweepPoint& p : report.sweep)
+      out += fmt::format("{:<8}{:>10}{:>10}{:>11.4f}{:>8.4f}{:>8.4f}\n", p.signal,
+                         p.signal == "cnn" ? fmt::format(">= {:.2f}", p.threshold) : fmt::format("<= {:.0f}", p.threshold),
+                         p.figures.predicted, p.figures.precision, p.figures.recall, p.figures.f1);
+    std::cout << out;
+  }
+  std::cout.flush();
+  if (!args.html.empty()) {
+    PageOptions page;
+    page.title = "imgsearch eval --duplicates: " + std::filesystem::path(index_path).filename().string();
+    page.facts = {{"index", absolute_path(index_path)},
+                  {"images", std::to_string(report.images)},
+                  {"ground truth", absolute_path(args.duplicates)},
+                  {"true pairs", std::to_string(report.truth_pairs)}};
+    write_html_file(args.html, duplicate_eval_page_html(report, page));
+  }
+  return status;
+}
+
 int run_eval(const EvalArgs& args) {
   install_interrupt_handler();
   const std::string index_path = resolve_index_path(args.index);
@@ -85,6 +197,7 @@ int run_eval(const EvalArgs& args) {
     if (status != kExitOk && status != kExitPartial) return status;
   }
   const ImageIndex index = load_index(index_path);
+  if (!args.duplicates.empty()) return run_duplicate_eval(args, index, index_path, status);
   Labels labels;
   std::string label_source;
   std::vector<std::string> label_columns;
@@ -235,6 +348,12 @@ void setup_eval(CLI::App& app, Runner& runner) {
       ->check(CLI::Range(1, 100000));
   app.add_flag("--json", args->json, "print one JSON object (keys in docs/eval.md)");
   app.add_option("--html", args->html, "also write a self-contained HTML report to FILE");
+  app.add_option("--duplicates", args->duplicates,
+                 "measure duplicate detection against this ground truth instead (CSV group,path[,edit] or "
+                 "path_a,path_b; JSON groups): pair precision/recall per preset, per signal, per edit, sweeps")
+      ->excludes("--labels");
+  app.add_option("--threshold", args->dedup_thresholds,
+                 "with --duplicates: also measure the near preset with these overrides (dedup --threshold syntax)");
   app.add_option("--per-label", args->per_label_rows, "labels shown in the table (default 30; --json has all)")
       ->check(CLI::Range(0, 1000000));
   app.add_option("--batch-size", args->batch_size, "images per forward pass when indexing (default 8)")

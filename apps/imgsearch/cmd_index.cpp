@@ -1,6 +1,7 @@
 // imgsearch index PATH... [-i INDEX] [-m MODEL] [--rebuild] [--from-features FILE]
 #include "cli_common.h"
 
+#include <imgsearch/duplicate_signals.h>
 #include <imgsearch/error.h>
 #include <imgsearch/features_file.h>
 #include <imgsearch/file_scan.h>
@@ -182,6 +183,7 @@ int run_index(const IndexArgs& args) {
     std::vector<float> vectors(todo.size() * static_cast<std::size_t>(dim));
     failures = run_extraction(*model, files, args.model, args.batch_size, [&](const ExtractResult& r) {
       std::copy(r.vector, r.vector + dim, vectors.begin() + static_cast<std::ptrdiff_t>(r.input_index * dim));
+      if (r.signals) todo[r.input_index].signals = *r.signals;
       ok[r.input_index] = 1;
     });
     // Compact in place: the vectors are the big thing, never hold them twice.
@@ -194,6 +196,32 @@ int run_index(const IndexArgs& args) {
     }
     vectors.resize(n * static_cast<std::size_t>(dim));
     added_vectors = std::move(vectors);
+  }
+  // Entries indexed before duplicate signals existed get them now: a decode of each file,
+  // no model (docs/dedup.md). A file that cannot be read keeps its entry, without signals.
+  std::size_t signals_filled = 0;
+  if (!interrupted()) {
+    std::vector<std::size_t> missing;
+    for (std::size_t id = 0; id < index->size(); ++id)
+      if (!index->entry(id).signals.present) missing.push_back(id);
+    if (!missing.empty()) {
+      std::vector<std::string> files;
+      for (const std::size_t id : missing) files.push_back(index->entry(id).path);
+      DecodeOptions decode = args.model.decode();
+      decode.min_shorter_side = 2 * model->info().preprocess.resize;  // the pixels extraction sees
+      Progress progress("duplicate signals", files.size());
+      compute_duplicate_signals(files, decode, args.model.threads, &interrupted(),
+                                [&](std::size_t i, const DuplicateSignals& s, const std::string& error) {
+                                  progress.tick();
+                                  if (!error.empty()) {
+                                    warn(error + " (no duplicate signals for it)");
+                                    return;
+                                  }
+                                  index->set_signals(missing[i], s);
+                                  ++signals_filled;
+                                });
+      progress.finish();
+    }
   }
   std::size_t updated_ok = 0;
   for (const IndexEntry& e : added_entries) updated_ok += stale.count(e.path);
@@ -212,6 +240,7 @@ int run_index(const IndexArgs& args) {
   std::fprintf(args.summary, "added %zu, updated %zu, removed %zu, unchanged %zu", added_entries.size() - updated_ok,
                updated_ok, removed, unchanged);
   if (skipped) std::fprintf(args.summary, ", failed %zu", skipped);
+  if (signals_filled) std::fprintf(args.summary, ", duplicate signals added to %zu", signals_filled);
   std::fprintf(args.summary, "\n");
   std::fflush(args.summary);
   if (interrupted()) {

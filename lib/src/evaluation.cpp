@@ -2,6 +2,7 @@
 
 #include "imgsearch/error.h"
 #include "imgsearch/metrics.h"
+#include "csv.h"
 
 #include <cblas.h>
 
@@ -25,65 +26,8 @@ namespace {
 
 std::string file_stem(const std::string& path) { return std::filesystem::path(path).stem().string(); }
 
-// RFC 4180: fields separated by commas, optionally quoted; "" is a quote inside quotes;
-// quoted fields may hold commas and newlines. Rows are returned with their first line number.
-struct CsvRow {
-  std::size_t line = 0;
-  std::vector<std::string> fields;
-};
-
-std::vector<CsvRow> parse_csv(const std::string& text, const std::string& path) {
-  std::vector<CsvRow> rows;
-  CsvRow row;
-  std::string field;
-  bool quoted = false, field_started = false;
-  std::size_t line = 1;
-  row.line = 1;
-  auto end_field = [&] {
-    row.fields.push_back(std::move(field));
-    field.clear();
-    field_started = false;
-  };
-  auto end_row = [&] {
-    end_field();
-    if (!(row.fields.size() == 1 && row.fields[0].empty())) rows.push_back(std::move(row));
-    row = CsvRow{};
-    row.line = line;
-  };
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (quoted) {
-      if (c == '"') {
-        if (i + 1 < text.size() && text[i + 1] == '"') {
-          field += '"';
-          ++i;
-        } else {
-          quoted = false;
-        }
-      } else {
-        if (c == '\n') ++line;
-        field += c;
-      }
-      continue;
-    }
-    if (c == '"' && !field_started) {
-      quoted = field_started = true;
-    } else if (c == ',') {
-      end_field();
-    } else if (c == '\n') {
-      ++line;
-      end_row();
-    } else if (c == '\r') {
-      // CRLF line ends
-    } else {
-      field += c;
-      field_started = true;
-    }
-  }
-  IMGSEARCH_CHECK(!quoted, ErrorKind::Format, "{}: line {}: a quoted field is never closed", path, row.line);
-  if (!field.empty() || !row.fields.empty()) end_row();
-  return rows;
-}
+using detail::CsvRow;
+using detail::parse_csv;
 
 std::size_t column_index(const std::vector<std::string>& header, const std::string& name, const std::string& path) {
   for (std::size_t i = 0; i < header.size(); ++i)

@@ -17,6 +17,7 @@ namespace {
 struct Item {
   std::size_t index = 0;
   std::vector<float> tensor;  // empty when decoding failed
+  DuplicateSignals signals;
   std::string error;
 };
 
@@ -104,7 +105,7 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
         Item item;
         item.index = i;
         try {
-          const Image image = decode_image_file(paths[i], decode);
+          const Image image = decode_with_signals(paths[i], decode, item.signals);
           item.tensor.resize(tensor_floats);
           preprocess(image, config, item.tensor.data());
         } catch (const std::exception& e) {
@@ -134,6 +135,7 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
       r.path = paths[batch[b].index];
       r.ok = true;
       r.vector = output.data() + b * dim;
+      r.signals = &batch[b].signals;
       on_result(r);
       ++succeeded;
     }

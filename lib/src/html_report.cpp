@@ -29,7 +29,8 @@ th{background:#eef1f4}td.l,th.l{text-align:left}
 .card{width:164px;font-size:11px;line-height:1.3}
 .card img,.qimg img,.blank{display:block;max-width:160px;max-height:160px;border:2px solid #c9d0d8;border-radius:3px;background:#eee}
 .blank{width:156px;height:100px;color:#888;font-size:11px;text-align:center;line-height:100px}
-.card.rel img{border-color:#2f9e44}.card.nonrel img{border-color:#e03131}
+.card.rel img,.card.keep img{border-color:#2f9e44}.card.drop img{border-color:#e8590c}
+.keep .tag{color:#2f9e44;font-weight:600}.drop .tag{color:#e8590c;font-weight:600}.card.nonrel img{border-color:#e03131}
 .path{color:#4a5563;word-break:break-all}.score{font-weight:600}
 figure{display:inline-block;margin:8px 24px 8px 0;vertical-align:top}figcaption{font-size:12px;color:#4a5563;max-width:560px}
 svg text{font-family:inherit;font-size:11px;fill:#333}
@@ -231,6 +232,124 @@ std::string query_page_html(const std::vector<QueryResults>& queries, const Page
     html += "</div>\n</section>\n";
   }
   return html + "</body>\n</html>\n";
+}
+
+std::string duplicates_page_html(const std::vector<DuplicateGroupRows>& groups, const PageOptions& options) {
+  ThumbnailCache thumbs(options.thumbnails);
+  std::string html = page_head(options.title) + facts_html(options.facts);
+  if (groups.empty()) html += "<p>No duplicates found.</p>\n";
+  int number = 0;
+  for (const DuplicateGroupRows& g : groups) {
+    html += fmt::format("<section class=\"query\">\n<div class=\"qimg\"><div class=\"cap\">group {}</div>"
+                        "<div>{} images</div></div>\n<div class=\"results\">\n",
+                        ++number, g.size());
+    for (const DuplicateMemberRow& m : g) {
+      html += fmt::format("<div class=\"card {}\">", m.keep ? "keep" : "drop") + thumbs.img(m.path, m.keep ? "keep" : "duplicate");
+      html += fmt::format("<div><span class=\"tag\">{}</span> <span class=\"score\">{:.3f}</span> {}</div>"
+                          "<div class=\"path\">{}</div></div>\n",
+                          m.keep ? "keep" : "duplicate", m.score, html_escape(m.signal), html_escape(m.path));
+    }
+    html += "</div>\n</section>\n";
+  }
+  return html + "</body>\n</html>\n";
+}
+
+namespace {
+
+// Precision (0.5..1, where duplicate detection lives) against recall (0..1).
+std::string duplicate_pr_svg(const DuplicateEvalReport& report) {
+  const int W = 620, H = 340, L = 50, R = 230, T = 14, B = 40;
+  const double pw = W - L - R, ph = H - T - B, pmin = 0.5;
+  auto X = [&](double r) { return L + r * pw; };
+  auto Y = [&](double p) { return T + ph - (std::max(p, pmin) - pmin) / (1 - pmin) * ph; };
+  std::string svg = fmt::format(
+      "<svg class=\"figure\" id=\"dup-pr\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
+      "viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"pair precision against recall\">\n"
+      "<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#fff\"/>\n",
+      W, H, W, H, W, H);
+  for (int t = 0; t <= 5; ++t) {
+    const double r = t / 5.0, p = pmin + t * (1 - pmin) / 5;
+    svg += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e3e7ec\"/>"
+                       "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.1f}</text>\n",
+                       L, Y(p), L + pw, Y(p), L - 4, Y(p) + 4, p);
+    svg += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"#333\"/>"
+                       "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.1f}</text>\n",
+                       X(r), T + ph, X(r), T + ph + 4, X(r), T + ph + 16, r);
+  }
+  svg += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#333\"/>"
+                     "<line x1=\"{}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"#333\"/>\n",
+                     L, T, L, T + ph, L, T + ph, L + pw, T + ph);
+  int legend = 0;
+  auto key = [&](const std::string& colour, const std::string& label, bool dot) {
+    const double y = T + 10 + 18 * legend++;
+    svg += dot ? fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"{}\"/>", L + pw + 20, y, colour)
+               : fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"2\"/>",
+                             L + pw + 12, y, L + pw + 28, y, colour);
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", L + pw + 34, y + 4, html_escape(label));
+  };
+  const std::pair<const char*, const char*> curves[] = {{"phash", "#1c7ed6"}, {"cnn", "#e8590c"}};
+  for (const auto& [signal, colour] : curves) {
+    std::string pts;
+    for (const SweepPoint& p : report.sweep)
+      if (p.signal == signal) pts += fmt::format("{:.1f},{:.1f} ", X(p.figures.recall), Y(p.figures.precision));
+    svg += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", pts, colour);
+    key(colour, std::string(signal) + (std::string(signal) == "cnn" ? " cosine sweep" : " Hamming sweep"), false);
+  }
+  const char* dots[] = {"#2f9e44", "#7048e8", "#c2255c", "#495057", "#f08c00", "#0c8599", "#5c940d", "#862e9c"};
+  std::size_t d = 0;
+  for (const DuplicateMethodResult& m : report.methods) {
+    const char* colour = dots[d++ % (sizeof dots / sizeof *dots)];
+    svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"{}\"><title>{}</title></circle>\n",
+                       X(m.figures.recall), Y(m.figures.precision), colour, html_escape(m.name));
+    key(colour, m.name, true);
+  }
+  svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">pair recall</text>\n", L + pw / 2, H - 6);
+  svg += fmt::format("<text x=\"14\" y=\"{}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {})\">pair precision</text>\n",
+                     T + ph / 2, T + ph / 2);
+  return svg + "</svg>\n";
+}
+
+}  // namespace
+
+std::string duplicate_eval_page_html(const DuplicateEvalReport& report, const PageOptions& options) {
+  std::string html = page_head(options.title) + facts_html(options.facts);
+  html += "<h2>Pair precision and recall</h2>\n<table><tr><th class=\"l\">method</th><th>predicted pairs</th>"
+          "<th>correct</th><th>precision</th><th>recall</th><th>F1</th><th>recall, original-copy pairs</th></tr>\n";
+  for (const DuplicateMethodResult& m : report.methods) {
+    std::size_t pairs = 0, found = 0;
+    for (const EditRecall& e : m.per_edit) {
+      pairs += e.pairs;
+      found += e.found;
+    }
+    html += fmt::format("<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                        html_escape(m.name), m.figures.predicted, m.figures.correct, fmt_fixed(m.figures.precision, 4),
+                        fmt_fixed(m.figures.recall, 4), fmt_fixed(m.figures.f1, 4),
+                        pairs ? fmt_fixed(double(found) / pairs, 4) : std::string("-"));
+  }
+  html += "</table>\n<figure>" + duplicate_pr_svg(report) +
+          "<figcaption>Each signal alone over its threshold sweep (Hamming 0-15, cosine 0.80-0.99), and every method "
+          "as a point. Presets are measured on their groups.</figcaption></figure>\n";
+  if (!report.methods.empty() && !report.methods.front().per_edit.empty()) {
+    html += "<h2>Recall per edit type (%)</h2>\n<table><tr><th class=\"l\">edit</th><th>pairs</th>";
+    for (const DuplicateMethodResult& m : report.methods) html += "<th>" + html_escape(m.name) + "</th>";
+    html += "</tr>\n";
+    const auto& edits = report.methods.front().per_edit;
+    for (std::size_t e = 0; e < edits.size(); ++e) {
+      html += fmt::format("<tr><td class=\"l\">{}</td><td>{}</td>", html_escape(edits[e].edit), edits[e].pairs);
+      for (const DuplicateMethodResult& m : report.methods)
+        html += "<td>" + fmt_fixed(m.per_edit[e].pairs ? 100.0 * m.per_edit[e].found / m.per_edit[e].pairs : 0, 1) + "</td>";
+      html += "</tr>\n";
+    }
+    html += "</table>\n";
+  }
+  html += "<h2>Threshold sweep</h2>\n<table><tr><th class=\"l\">signal</th><th>threshold</th><th>predicted</th>"
+          "<th>precision</th><th>recall</th><th>F1</th></tr>\n";
+  for (const SweepPoint& p : report.sweep)
+    html += fmt::format("<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                        p.signal, p.signal == "cnn" ? "&ge; " + fmt_fixed(p.threshold, 2) : "&le; " + fmt_fixed(p.threshold, 0),
+                        p.figures.predicted, fmt_fixed(p.figures.precision, 4), fmt_fixed(p.figures.recall, 4),
+                        fmt_fixed(p.figures.f1, 4));
+  return html + "</table>\n</body>\n</html>\n";
 }
 
 std::string eval_page_html(const EvalReport& report, const ImageIndex& index, const Labels& labels,

@@ -486,6 +486,8 @@ Image decode_image_file(const std::string& path, const DecodeOptions& options) {
   return decode_image_memory(bytes.data(), bytes.size(), options, path);
 }
 
+std::vector<std::uint8_t> read_image_bytes(const std::string& path) { return read_file_bytes(path); }
+
 bool has_image_extension(const std::string& path) {
   const auto dot = path.find_last_of('.');
   if (dot == std::string::npos || path.find('/', dot) != std::string::npos) return false;

@@ -113,6 +113,11 @@ const float* ImageIndex::vector(std::size_t id) const {
   return reinterpret_cast<const float*>(impl_->hnsw->getDataByInternalId(impl_->internal_of[id]));
 }
 
+std::size_t ImageIndex::signals_count() const {
+  return static_cast<std::size_t>(
+      std::count_if(entries_.begin(), entries_.end(), [](const IndexEntry& e) { return e.signals.present; }));
+}
+
 void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
   if (entries.empty()) return;
   const std::size_t base = entries_.size();

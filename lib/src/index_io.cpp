@@ -37,7 +37,8 @@ void save_index(const ImageIndex& index, const std::string& path) {
   const int dim = index.dim();
   // Features this index uses that change what its vectors or rankings mean.
   std::vector<std::string> required;
-  detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, 4);
+  const bool with_signals = index.signals_count() > 0;
+  detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, with_signals ? 5 : 4);
 
   nlohmann::json meta;
   meta["count"] = n;
@@ -69,6 +70,17 @@ void save_index(const ImageIndex& index, const std::string& path) {
   out.begin_section("GRAPH");
   detail::write_graph(index, out);
   out.end_section();
+
+  // Optional, information only (a reader that skips it ranks the same): no "requires".
+  if (with_signals) {
+    out.begin_section("DUPSIGS");
+    for (const IndexEntry& e : index.entries()) {
+      out.write_u64(e.signals.present ? 1 : 0);
+      out.write_u64(e.signals.present ? e.signals.content_hash : 0);
+      for (const std::uint64_t h : e.signals.phash) out.write_u64(e.signals.present ? h : 0);
+    }
+    out.end_section();
+  }
   out.commit();
 }
 
@@ -146,6 +158,28 @@ ImageIndex load_index(const std::string& path) {
 
   detail::ByteReader graph(in, "GRAPH");
   detail::restore_graph(index, graph, vecs);
+
+  if (in.has_section("DUPSIGS")) {
+    detail::ByteReader r(in, "DUPSIGS");
+    constexpr std::size_t kRecord = 8 * (2 + kOrientations);
+    if (r.remaining() != count * kRecord)
+      in.fail("DUPSIGS section holds " + std::to_string(r.remaining()) + " bytes, expected " +
+              std::to_string(count * kRecord) + " for " + std::to_string(count) + " entries");
+    for (std::uint64_t i = 0; i < count; ++i) {
+      DuplicateSignals& s = index.entries_[i].signals;
+      const std::uint64_t flags = r.u64();
+      if (flags > 1) in.fail("DUPSIGS entry " + std::to_string(i) + " has bad flags " + std::to_string(flags));
+      s.present = flags == 1;
+      s.content_hash = r.u64();
+      for (std::uint64_t& h : s.phash) h = r.u64();
+      // Bit 0 (the DC term) is never set by the hash; absent entries are all zero.
+      bool consistent = true;
+      for (const std::uint64_t h : s.phash) consistent = consistent && (h & 1) == 0 && (s.present || h == 0);
+      if (!consistent || (!s.present && s.content_hash != 0))
+        in.fail("DUPSIGS entry " + std::to_string(i) + " is inconsistent");
+    }
+    r.expect_end();
+  }
   return index;
 }
 

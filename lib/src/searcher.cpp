@@ -49,6 +49,10 @@ Searcher::Searcher(const ImageIndex& index, Model& model, DecodeOptions decode)
 
 Image Searcher::decode_file(const std::string& path) const { return decode_image_file(path, decode_); }
 
+Image Searcher::decode_file_with_signals(const std::string& path, DuplicateSignals& signals) const {
+  return decode_with_signals(path, decode_, signals);
+}
+
 Image Searcher::decode_memory(const std::uint8_t* data, std::size_t size, const std::string& name) const {
   return decode_image_memory(data, size, decode_, name);
 }

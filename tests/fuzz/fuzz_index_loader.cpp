@@ -3,6 +3,7 @@
 // through the restored links).
 #include "fuzz_memfile.h"
 
+#include <imgsearch/duplicates.h>
 #include <imgsearch/error.h>
 #include <imgsearch/index_io.h>
 
@@ -20,8 +21,15 @@ void load(const std::uint8_t* data, std::size_t size) {
       index.search(query.data(), 10, 32);
       index.search_exact(query.data(), 3);
       for (std::size_t i = 0; i < index.size(); ++i) (void)index.entry(i).path.size();
+      // The duplicate signals (DUPSIGS) as dedup uses them: hash neighbours, pairs, groups.
+      imgsearch::DedupOptions dedup;
+      dedup.thresholds = imgsearch::dedup_preset("similar");
+      dedup.neighbours = 4;
+      dedup.threads = 1;
+      const auto pairs = imgsearch::find_duplicate_pairs(index, dedup);
+      imgsearch::group_duplicates(index, pairs, dedup.thresholds, {});
       try {
-        index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1}}, query.data(), 1);
+        index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1, {}}}, query.data(), 1);
         index.search(query.data(), 5, 16);
       } catch (const imgsearch::Error& e) {
         // Stored vectors need not be normalised: a zero or overflowing query is refused.

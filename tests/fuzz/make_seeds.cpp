@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(out / "index");
   std::filesystem::create_directories(out / "features");
   std::mt19937 rng(42);
+  std::mt19937_64 signal_rng(7);  // its own stream: the vectors stay what they were
   std::normal_distribution<float> normal;
   ModelInfo model;
   model.name = "seed";
@@ -46,7 +47,19 @@ int main(int argc, char** argv) {
     params.ef_construction = 8;
     ImageIndex index(dim, params, model);
     std::vector<IndexEntry> entries(f.size());
-    for (std::size_t i = 0; i < f.size(); ++i) entries[i] = {f.paths[i], 100 + i, static_cast<std::int64_t>(i)};
+    for (std::size_t i = 0; i < f.size(); ++i) {
+      entries[i].path = f.paths[i];
+      entries[i].size = 100 + i;
+      entries[i].mtime_ns = static_cast<std::int64_t>(i);
+      // Duplicate signals (DUPSIGS) on most entries, some absent, some content hashes shared.
+      if (i % 5 != 4) {
+        DuplicateSignals& s = entries[i].signals;
+        s.present = true;
+        s.content_hash = 0x9E3779B97F4A7C15ull * (i / 3 + 1);
+        for (std::uint64_t& h : s.phash) h = signal_rng() & ~std::uint64_t(1);
+        if (i % 3 == 1) s.phash = entries[i - 1].signals.phash;  // near-identical neighbours
+      }
+    }
     index.add(entries, f.vectors.data(), 1);
     save_index(index, (out / "index" / (name + ".index")).string());
   }

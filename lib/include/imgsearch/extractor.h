@@ -2,6 +2,7 @@
 // inference through a bounded queue, so the CNN never waits for JPEG decoding.
 #pragma once
 
+#include "imgsearch/duplicate_signals.h"
 #include "imgsearch/image.h"
 #include "imgsearch/model.h"
 
@@ -26,6 +27,9 @@ struct ExtractResult {
   bool ok = false;
   std::string error;           // why it failed, when !ok
   const float* vector = nullptr;  // model.output_dim() floats when ok; valid during the callback
+  // Computed from the same bytes and decoded pixels as the vector (a few percent of the
+  // decode); valid during the callback, present when ok.
+  const DuplicateSignals* signals = nullptr;
 };
 
 // Calls on_result once per input (on the calling thread, in completion order).

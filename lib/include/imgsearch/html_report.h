@@ -2,6 +2,7 @@
 // URIs; no scripts, fonts or network access, so a page works wherever it is copied.
 #pragma once
 
+#include "imgsearch/duplicate_eval.h"
 #include "imgsearch/evaluation.h"
 #include "imgsearch/index.h"
 #include "imgsearch/thumbnail.h"
@@ -39,6 +40,22 @@ std::string query_page_html(const std::vector<QueryResults>& queries, const Page
 // and the worst queries with their top results (up to 10 each), marked relevant or not.
 std::string eval_page_html(const EvalReport& report, const ImageIndex& index, const Labels& labels,
                            const PageOptions& options);
+
+// One group of `imgsearch dedup`, as shown: the keeper first.
+struct DuplicateMemberRow {
+  std::string path;
+  bool keep = false;
+  float score = 0;
+  std::string signal;
+};
+using DuplicateGroupRows = std::vector<DuplicateMemberRow>;
+
+// Each group's thumbnails side by side, the kept ones marked, each with score and signal.
+std::string duplicates_page_html(const std::vector<DuplicateGroupRows>& groups, const PageOptions& options);
+
+// `eval --duplicates`: the figures per method, recall per edit type, and the threshold
+// sweeps of each signal as precision-recall curves (SVG) with the presets as points.
+std::string duplicate_eval_page_html(const DuplicateEvalReport& report, const PageOptions& options);
 
 // Escapes &, <, >, " and ' for HTML text and attribute values.
 std::string html_escape(const std::string& text);

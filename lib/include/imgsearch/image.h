@@ -39,6 +39,10 @@ Image decode_image_file(const std::string& path, const DecodeOptions& options = 
 Image decode_image_memory(const std::uint8_t* data, std::size_t size, const DecodeOptions& options = {},
                           const std::string& name_for_errors = "<memory>");
 
+// The whole file, for decode_image_memory (regular files only, at most 1 GiB).
+// Throws Error(Io or Decode) whose message starts with the file name.
+std::vector<std::uint8_t> read_image_bytes(const std::string& path);
+
 // True when the file name has an extension imgsearch treats as an image.
 bool has_image_extension(const std::string& path);
 

@@ -1,6 +1,7 @@
 // An HNSW index (hnswlib) over L2-normalised image embeddings: inner product = cosine.
 #pragma once
 
+#include "imgsearch/duplicate_signals.h"
 #include "imgsearch/model.h"
 
 #include <cstdint>
@@ -30,6 +31,7 @@ struct IndexEntry {
   std::string path;  // absolute, lexically normal
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
+  DuplicateSignals signals;  // for `dedup`; absent in entries indexed before they existed
 };
 
 struct SearchHit {
@@ -53,6 +55,9 @@ class ImageIndex {
   const IndexEntry& entry(std::size_t id) const { return entries_.at(id); }
   const std::vector<IndexEntry>& entries() const { return entries_; }
   const float* vector(std::size_t id) const;  // dim() floats
+  void set_signals(std::size_t id, const DuplicateSignals& signals) { entries_.at(id).signals = signals; }
+  // How many entries carry duplicate signals.
+  std::size_t signals_count() const;
 
   // Appends entries and links them into the graph, `threads` at a time (0 = all cores).
   // `vectors` is entries.size() * dim() floats; rows are L2-normalised here.

@@ -2,6 +2,7 @@
 // decode (JPEGs at a reduced DCT scale where that is enough), preprocess, embed, search.
 #pragma once
 
+#include "imgsearch/duplicate_signals.h"
 #include "imgsearch/image.h"
 #include "imgsearch/index.h"
 #include "imgsearch/model.h"
@@ -41,6 +42,9 @@ class Searcher {
   // whose message starts with the file name (or `name` for a buffer).
   Image decode_file(const std::string& path) const;
   Image decode_memory(const std::uint8_t* data, std::size_t size, const std::string& name) const;
+  // decode_file, plus the image's duplicate signals from the same bytes and pixels (the
+  // ones indexing stores, so `dedup --query` compares like with like).
+  Image decode_file_with_signals(const std::string& path, DuplicateSignals& signals) const;
 
   // Preprocesses into `tensor` (3 * S * S floats, S = the model's input size).
   void preprocess_into(const Image& image, float* tensor) const;

@@ -1,0 +1,136 @@
+// Near-duplicate groups in an index: candidate pairs from neighbour search (a multi-index
+// over the perceptual hashes, HNSW over the embeddings, a hash table over content hashes;
+// never all pairs), a pair test that combines strict per-signal thresholds, grouping with
+// a cap on the distance between any two members (so chains A~B~C cannot pull unrelated
+// photos together), and a suggested keeper. docs/dedup.md.
+#pragma once
+
+#include "imgsearch/duplicate_signals.h"
+#include "imgsearch/index.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace imgsearch {
+
+// Which signal made two images a pair (the strongest one that matched).
+enum class MatchSignal { None, Content, PerceptualHash, Embedding, EmbeddingAndHash };
+
+struct DedupThresholds {
+  bool content = true;          // identical file bytes always match
+  int hash_distance = -1;       // perceptual hashes within this Hamming distance; -1: off
+  bool orientations = true;     // also compare the mirrored and 90-degree-rotated hashes
+  // A hash match also needs at least this cosine: photos of different products on one
+  // plain background (catalogues) share their hashes; edited copies keep some similarity.
+  float hash_min_cosine = -1.0f;
+  float min_cosine = 2.0f;      // embeddings at least this similar; > 1: off
+  // Both signals half-agree: cosine >= weak_cosine and Hamming <= weak_hash_distance.
+  float weak_cosine = 2.0f;
+  int weak_hash_distance = -1;
+  // Grouping: a strict match above links two images; every two members of a group must
+  // at least pass this looser cap (cosine >= cap_cosine or Hamming <= cap_hash_distance),
+  // so a chain of matches cannot drift from one photo to an unrelated one. With the cap
+  // off (its defaults) every two members must match: complete-link.
+  float cap_cosine = 2.0f;
+  int cap_hash_distance = -1;
+  // A match with the group's centre at least this strong (score: cosine, or 1 - Hamming/64)
+  // joins without the cap: a letterboxed copy is unmistakably its original's, even when
+  // it resembles the original's grey copy too little. > 1: off.
+  float centre_score = 2.0f;
+};
+
+// "exact": identical bytes only. "near" (the default): the copies a person would call the
+// same photo (re-encoded, resized, edited, mirrored, rotated, moderately cropped).
+// "similar": looser, finds more at the cost of some same-scene-different-shot pairs.
+// Throws Error(InvalidArgument) for another name.
+DedupThresholds dedup_preset(const std::string& name);
+// One override in `imgsearch dedup --threshold` syntax: phash=N, phash-cnn=X, cnn=X,
+// weak-phash=N, weak-cnn=X, cap-phash=N, cap-cnn=X, centre=X, orientations=0|1. Error(InvalidArgument) when bad.
+void apply_threshold_override(DedupThresholds& t, const std::string& spec);
+
+struct PairMatch {
+  MatchSignal signal = MatchSignal::None;
+  float score = 0;        // 1 for identical bytes; 1 - distance/64 for hashes; cosine for embeddings
+  int hash_distance = 64; // best over the orientations compared
+  Orientation orientation = Orientation::Identity;  // of the second image's hash that matched
+  float cosine = 0;
+  bool matched() const { return signal != MatchSignal::None; }
+};
+
+// "content", "phash", "phash-mirror", "phash-rot90", ..., "cnn", "cnn+phash".
+std::string match_signal_name(const PairMatch& match);
+
+// The pair test on two indexed images (ids into `index`).
+PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t);
+// The grouping cap: a match, or within cap_cosine / cap_hash_distance.
+bool within_group_cap(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t);
+// The same against an image outside the index (its signals and embedding).
+PairMatch match_external(const ImageIndex& index, const DuplicateSignals& signals, const float* unit_vector,
+                         std::uint32_t b, const DedupThresholds& t);
+
+// Multi-index hashing over the four 16-bit blocks of each entry's identity hash: all
+// entries within a Hamming radius of a query hash, without comparing against all.
+class HashNeighbours {
+ public:
+  explicit HashNeighbours(const ImageIndex& index);
+  // Ids whose identity hash is within `radius` of `hash` (radius <= 15), sorted, unique.
+  // Block buckets holding more than 1024 images (a value shared by a whole catalogue on a
+  // plain background) are not scanned, so there an answer may miss some ids.
+  std::vector<std::uint32_t> within(std::uint64_t hash, int radius) const;
+
+ private:
+  std::vector<std::uint64_t> hashes_;
+  // For each block: ids bucketed by the block's 16-bit value (CSR: offsets, ids).
+  std::vector<std::uint32_t> offsets_[4], ids_[4];
+};
+
+struct CandidatePair {
+  std::uint32_t a = 0, b = 0;  // a < b
+  PairMatch match;
+};
+
+struct DedupOptions {
+  DedupThresholds thresholds;
+  int neighbours = 16;  // embedding neighbours examined per image
+  // Hash neighbours examined per image and orientation (the nearest): bounds the work where
+  // many images share nearly one hash (plain backgrounds).
+  int hash_neighbours = 8;
+  int threads = 0;      // 0 = all cores
+};
+
+// Every matching pair that neighbour search finds, each once (a < b), strongest first.
+std::vector<CandidatePair> find_duplicate_pairs(const ImageIndex& index, const DedupOptions& options);
+
+enum class KeepRule { Largest, Oldest, Newest, FirstPath };
+KeepRule parse_keep_rule(const std::string& name);  // Error(InvalidArgument) when unknown
+
+struct GroupMember {
+  std::uint32_t id = 0;
+  bool keep = false;
+  PairMatch match;  // against the group's keeper (the keeper's own: signal None, score 1)
+};
+struct DuplicateGroup {
+  std::vector<GroupMember> members;  // the keeper first, then by score
+};
+
+struct GroupingOptions {
+  KeepRule keep = KeepRule::Largest;
+  // Files under these folders are never proposed for removal (and are preferred as keepers).
+  std::vector<std::string> prefer;
+};
+
+// Agglomeration of the pairs (strongest first): two groups merge only when every member
+// of one is within the cap of every member of the other (complete-link when the cap is
+// off). Groups of two or more, largest first. The keeper: a preferred file if any, then by
+// the rule (largest file, oldest or newest mtime, first path), ties broken by path. Each
+// other member's match is against the keeper when that matches, else its strongest match
+// within the group.
+std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std::vector<CandidatePair>& pairs,
+                                             const DedupThresholds& thresholds, const GroupingOptions& options);
+
+// True when `path` is `dir` or lies below it (both absolute, lexically normal).
+bool path_is_under(const std::string& path, const std::string& dir);
+
+}  // namespace imgsearch
