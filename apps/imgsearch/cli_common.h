@@ -34,6 +34,7 @@ void setup_index(CLI::App& app, Runner& runner);
 void setup_query(CLI::App& app, Runner& runner);
 void setup_info(CLI::App& app, Runner& runner);
 void setup_eval(CLI::App& app, Runner& runner);
+void setup_learn(CLI::App& app, Runner& runner);
 
 // Model options shared by extract, index and query.
 struct ModelArgs {

@@ -29,6 +29,15 @@ int run_info(const std::string& index_option, bool json) {
                    {"ef_construction", index.params().ef_construction},
                    {"ef_search", index.params().ef_search}};
     out["model"] = nlohmann::json::parse(m.to_json());
+    out["model_dim"] = index.model_dim();
+    const Projection& p = index.projection();
+    out["projection"] = p.enabled() ? nlohmann::json{{"in_dim", p.in_dim}, {"out_dim", p.out_dim},
+                                                     {"fitted", nlohmann::json::parse(p.description.empty() ? "{}" : p.description, nullptr, false)}}
+                                    : nlohmann::json(nullptr);
+    const Augmentation& a = index.augmentation();
+    out["augmentation"] = a.enabled() ? nlohmann::json{{"k", a.k}, {"alpha", a.alpha}} : nlohmann::json(nullptr);
+    const QueryExpansion& q = index.query_expansion();
+    out["query_expansion"] = q.enabled() ? nlohmann::json{{"k", q.k}, {"alpha", q.alpha}} : nlohmann::json(nullptr);
     std::cout << out.dump() << '\n';
     return kExitOk;
   }
@@ -44,6 +53,13 @@ int run_info(const std::string& index_option, bool json) {
                            m.preprocess.mean[2], m.preprocess.std[0], m.preprocess.std[1], m.preprocess.std[2]);
   std::cout << fmt::format("hnsw:       M={} ef_construction={} ef_search={}\n", index.params().M,
                            index.params().ef_construction, index.params().ef_search);
+  const Projection& p = index.projection();
+  if (p.enabled())
+    std::cout << fmt::format("projection: learned, {} -> {} dimensions ({})\n", p.in_dim, p.out_dim, p.description);
+  const Augmentation& a = index.augmentation();
+  if (a.enabled()) std::cout << fmt::format("augmentation: k={} alpha={:g}\n", a.k, a.alpha);
+  const QueryExpansion& q = index.query_expansion();
+  if (q.enabled()) std::cout << fmt::format("query expansion: k={} alpha={:g} (default for every query)\n", q.k, q.alpha);
   return kExitOk;
 }
 

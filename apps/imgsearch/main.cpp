@@ -29,7 +29,7 @@ void ensure_passive_omp_wait(int argc, char** argv) {
   for (int i = 1; i < argc && !subcommand; ++i)
     if (argv[i][0] != '-') subcommand = argv[i];
   if (!subcommand || (std::strcmp(subcommand, "extract") != 0 && std::strcmp(subcommand, "index") != 0 &&
-                      std::strcmp(subcommand, "eval") != 0))
+                      std::strcmp(subcommand, "eval") != 0 && std::strcmp(subcommand, "learn") != 0))
     return;
   if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0 || ::setenv("GOMP_SPINCOUNT", "3000", 1) != 0) return;
   ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
@@ -57,6 +57,8 @@ int main(int argc, char** argv) {
   setup_query(*app.add_subcommand("query", "find the indexed images most similar to query images"), runner);
   setup_info(*app.add_subcommand("info", "describe an index"), runner);
   setup_eval(*app.add_subcommand("eval", "measure retrieval quality (P@k, mAP) against labels"), runner);
+  setup_learn(*app.add_subcommand("learn", "fit a projection on labelled images (LDA) and store it with the index"),
+              runner);
 
   try {
     app.parse(argc, argv);
