@@ -160,7 +160,8 @@ void ImageIndex::set_query_expansion(QueryExpansion qe) {
 
 std::vector<float> ImageIndex::base_vectors() const {
   const std::size_t n = size();
-  const float* model = transformed() ? model_vectors_.data() : nullptr;
+  // model_vectors_ is filled exactly while post-processing is (or is being) set.
+  const float* model = model_vectors_.empty() && n > 0 ? nullptr : model_vectors_.data();
   std::vector<float> own;
   if (!model) {  // the search vectors are the model vectors
     own.resize(n * static_cast<std::size_t>(model_dim_));
