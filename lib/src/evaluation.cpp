@@ -332,7 +332,7 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
     // As `query` would search this image: its model vector, projected, then expanded.
     const float* v = index.model_vector(rec.id);
     const auto start = std::chrono::steady_clock::now();
-    std::vector<SearchHit> hits = refined_search(index, v, depth + 1, ef_base, false, qe);
+    std::vector<SearchHit> hits = refined_search(index, v, depth + 1, ef_base, false, qe, rec.id);
     rec.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (ns) {
       for (std::size_t r = 0; r < std::min<std::size_t>(4, hits.size()); ++r) rec.ns_hnsw += lab[hits[r].id] == lab[rec.id];
@@ -378,9 +378,11 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
       std::vector<float> expanded(b * dim);
       parallel_for(b, threads, [&](std::size_t j, int) {
         const float* row = scores.data() + j * n;
-        std::vector<SearchHit> top(n);
-        for (std::size_t i = 0; i < n; ++i) top[i] = {static_cast<std::uint32_t>(i), row[i]};
-        const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(qe.k), n);
+        std::vector<SearchHit> top;  // the query's own entry never expands it (refined_search)
+        top.reserve(n);
+        for (std::size_t i = 0; i < n; ++i)
+          if (i != records[first + j].id) top.push_back({static_cast<std::uint32_t>(i), row[i]});
+        const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(qe.k), top.size());
         std::partial_sort(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(take), top.end(),
                           [](const SearchHit& a, const SearchHit& c) { return a.score > c.score || (a.score == c.score && a.id < c.id); });
         top.resize(take);

@@ -135,11 +135,14 @@ std::vector<float> to_search_space(const ImageIndex& index, const float* model_v
 }
 
 std::vector<SearchHit> refined_search(const ImageIndex& index, const float* model_vector, int k, int ef, bool exact,
-                                      const QueryExpansion& qe) {
+                                      const QueryExpansion& qe, std::uint32_t not_expanded_from) {
   const std::vector<float> query = to_search_space(index, model_vector);
   auto run = [&](const float* q, int kk) { return exact ? index.search_exact(q, kk) : index.search(q, kk, ef); };
   if (!qe.enabled()) return run(query.data(), k);
-  const std::vector<SearchHit> first = run(query.data(), std::max(k, qe.k));
+  const int extra = not_expanded_from == kNoEntry ? 0 : 1;
+  std::vector<SearchHit> first = run(query.data(), std::max(k, qe.k + extra));
+  first.erase(std::remove_if(first.begin(), first.end(), [&](const SearchHit& h) { return h.id == not_expanded_from; }),
+              first.end());
   std::vector<float> expanded(query.size());
   expand_query(index, query.data(), first, qe.k, qe.alpha, expanded.data());
   return run(expanded.data(), k);

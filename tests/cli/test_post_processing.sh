@@ -12,9 +12,9 @@ cp "$COREL_INDEX" corel.index
 expect_status 0 "$IMGSEARCH" eval -i corel.index --json
 cp "$WORK/out" raw.json
 
-expect_status 0 "$IMGSEARCH" index -i corel.index --dba 10 --qe 10
-expect_in "$WORK/out" "^augmentation: each vector now averaged with its 10 nearest neighbours \(alpha 3\)$"
-expect_in "$WORK/out" "^query expansion: every query adds its 10 best hits \(alpha 3\) by default$"
+expect_status 0 "$IMGSEARCH" index -i corel.index --dba 15 --qe 15
+expect_in "$WORK/out" "^augmentation: each vector now averaged with its 15 nearest neighbours \(alpha 3\)$"
+expect_in "$WORK/out" "^query expansion: every query adds its 15 best hits \(alpha 3\) by default$"
 expect_status 0 "$IMGSEARCH" info -i corel.index --json
 cp "$WORK/out" info.json
 expect_status 0 "$IMGSEARCH" eval -i corel.index --json
@@ -22,22 +22,23 @@ cp "$WORK/out" refined.json
 expect_status 0 "$IMGSEARCH" eval -i corel.index --json --dba 0 --qe 0
 cp "$WORK/out" undone.json
 expect_status 0 "$IMGSEARCH" eval -i corel.index
-expect_in "$WORK/out" "^post-processing: augmentation k 10 alpha 3, query expansion k 10 alpha 3$"
+expect_in "$WORK/out" "^post-processing: augmentation k 15 alpha 3, query expansion k 15 alpha 3$"
 "$PYTHON" - raw.json refined.json undone.json info.json corel.index <<'PY'
 import json, struct, sys
 raw, refined, undone, info = (json.load(open(p)) for p in sys.argv[1:5])
-print("raw mAP %.4f P@10 %.4f; dba+qe 10: mAP %.4f P@10 %.4f" % (raw["mAP"], raw["P@10"], refined["mAP"], refined["P@10"]))
+print("raw mAP %.4f P@10 %.4f; dba+qe 15: mAP %.4f P@10 %.4f" % (raw["mAP"], raw["P@10"], refined["mAP"], refined["P@10"]))
 assert raw["post_processing"] == {"query_expansion": None, "augmentation": None, "projection": None}
-assert refined["post_processing"]["augmentation"] == {"k": 10, "alpha": 3.0}
-assert refined["post_processing"]["query_expansion"] == {"k": 10, "alpha": 3.0}
-# The issue's target and a clear gain over the raw ranking, for the exact ranking too.
-assert refined["mAP"] >= 0.955 and refined["exact"]["mAP"] >= 0.955, refined["mAP"]
-assert refined["P@10"] >= 0.97, refined["P@10"]
+assert refined["post_processing"]["augmentation"] == {"k": 15, "alpha": 3.0}
+assert refined["post_processing"]["query_expansion"] == {"k": 15, "alpha": 3.0}
+# The targets (mAP >= 0.96, P@10 >= 0.975; measured 0.961 / 0.975 with bf16 features, a
+# hair of slack for fp32 ones) and a clear gain over the raw ranking, exact ranking too.
+assert refined["mAP"] >= 0.96 and refined["exact"]["mAP"] >= 0.96, refined["mAP"]
+assert refined["P@10"] >= 0.973, refined["P@10"]
 assert refined["mAP"] >= raw["mAP"] + 0.05
 # The model's vectors are untouched: without the post-processing, the raw figures exactly.
 for key in ("mAP", "P@10", "P@1", "R-precision"):
     assert abs(undone[key] - raw[key]) < 1e-9, (key, undone[key], raw[key])
-assert info["augmentation"] == {"k": 10, "alpha": 3.0} and info["query_expansion"] == {"k": 10, "alpha": 3.0}
+assert info["augmentation"] == {"k": 15, "alpha": 3.0} and info["query_expansion"] == {"k": 15, "alpha": 3.0}
 assert info["dim"] == 1280 and info["model_dim"] == 1280 and info["projection"] is None
 # Format version 2 with the features an older reader must refuse.
 data = open(sys.argv[5], "rb").read()

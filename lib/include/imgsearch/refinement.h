@@ -57,8 +57,11 @@ void expand_query(const ImageIndex& index, const float* query, const std::vector
 std::vector<float> to_search_space(const ImageIndex& index, const float* model_vector);
 
 // What `query` does with a model vector: to the search space, search (HNSW, or exact),
-// then `qe` (a second search from the expanded query). Best first.
+// then `qe` (a second search from the expanded query). Best first. `not_expanded_from`
+// (an entry id, or kNoEntry) is never used to expand: `eval` passes the query image's own
+// entry, so that an indexed image is searched as if it were a new one.
+constexpr std::uint32_t kNoEntry = 0xFFFFFFFFu;
 std::vector<SearchHit> refined_search(const ImageIndex& index, const float* model_vector, int k, int ef, bool exact,
-                                      const QueryExpansion& qe);
+                                      const QueryExpansion& qe, std::uint32_t not_expanded_from = kNoEntry);
 
 }  // namespace imgsearch

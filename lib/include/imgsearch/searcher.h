@@ -59,7 +59,8 @@ class Searcher {
   // The ranked hits for a model embedding (best first), with the index's post-processing:
   // projection, then query expansion (scores are against the expanded query).
   std::vector<SearchHit> search(const float* vector, const SearchOptions& options) const;
-  // The ranked hits for an indexed image, itself included (rank 1 unless a duplicate ties).
+  // The ranked hits for an indexed image (its model vector searched like a new image's),
+  // itself included: rank 1 unless a duplicate ties or augmentation moved its stored vector.
   std::vector<SearchHit> search_by_id(std::uint32_t id, const SearchOptions& options) const;
 
   std::vector<SearchHit> search_file(const std::string& path, const SearchOptions& options) {
