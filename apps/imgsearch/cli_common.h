@@ -36,6 +36,7 @@ void setup_info(CLI::App& app, Runner& runner);
 void setup_eval(CLI::App& app, Runner& runner);
 void setup_serve(CLI::App& app, Runner& runner);
 void setup_dedup(CLI::App& app, Runner& runner);
+void setup_learn(CLI::App& app, Runner& runner);
 
 // Model options shared by extract, index and query.
 struct ModelArgs {

@@ -30,6 +30,13 @@ struct EvalArgs {
   std::vector<int> ks{1, 5, 10, 20};
   std::size_t queries = 0;
   std::uint64_t seed = 1;
+  std::string query_list;
+  std::string metric;          // "ns": always report UKBench's N-S score
+  double holdout = 0;          // > 0: only the images `learn --holdout F --seed S` held out
+  int qe = -1;                 // -1: the index's stored default
+  float qe_alpha = -1;
+  int dba = -1;                // -1: as stored; else augment in memory before evaluating
+  float dba_alpha = 3;
   int ef = 0;
   bool json = false;
   std::string html;
@@ -55,7 +62,33 @@ nlohmann::json figures_json(const RankingFigures& f) {
   j["mAP"] = f.map;
   for (const auto& [k, p] : f.precision_at) j[k_key(k)] = p;
   j["R-precision"] = f.r_precision;
+  if (f.ns >= 0) j["N-S"] = f.ns;
   return j;
+}
+
+nlohmann::json post_processing_json(const ImageIndex& index, const EvalReport& report) {
+  nlohmann::json j;
+  j["query_expansion"] = report.expansion.enabled()
+                             ? nlohmann::json{{"k", report.expansion.k}, {"alpha", report.expansion.alpha}}
+                             : nlohmann::json(nullptr);
+  const Augmentation& a = index.augmentation();
+  j["augmentation"] = a.enabled() ? nlohmann::json{{"k", a.k}, {"alpha", a.alpha}} : nlohmann::json(nullptr);
+  const Projection& p = index.projection();
+  j["projection"] = p.enabled() ? nlohmann::json{{"in_dim", p.in_dim}, {"out_dim", p.out_dim}} : nlohmann::json(nullptr);
+  return j;
+}
+
+std::string post_processing_text(const ImageIndex& index, const EvalReport& report) {
+  std::string out;
+  if (index.projection().enabled())
+    out += fmt::format("projection {} -> {}", index.projection().in_dim, index.projection().out_dim);
+  if (index.augmentation().enabled())
+    out += fmt::format("{}augmentation k {} alpha {:g}", out.empty() ? "" : ", ", index.augmentation().k,
+                       index.augmentation().alpha);
+  if (report.expansion.enabled())
+    out += fmt::format("{}query expansion k {} alpha {:g}", out.empty() ? "" : ", ", report.expansion.k,
+                       report.expansion.alpha);
+  return out.empty() ? "none" : out;
 }
 
 // An index's precision is not recorded in the file; when eval indexed the folders itself
@@ -196,8 +229,22 @@ int run_eval(const EvalArgs& args) {
     status = update_index(args.inputs, index_path, args.model, args.batch_size, stderr);
     if (status != kExitOk && status != kExitPartial) return status;
   }
-  const ImageIndex index = load_index(index_path);
+  ImageIndex index = load_index(index_path);
   if (!args.duplicates.empty()) return run_duplicate_eval(args, index, index_path, status);
+  std::size_t held_back = 0;
+  if (args.holdout > 0) {
+    // Queries and database both: the index as if it held only the held-out images.
+    held_back = index.remove_if([&](const IndexEntry& e) { return !is_held_out(e.path, args.holdout, args.seed); },
+                                args.model.threads);
+    IMGSEARCH_CHECK(index.size() > 0, ErrorKind::InvalidArgument,
+                    "eval: --holdout {} --seed {} holds out none of the {} images", args.holdout, args.seed, held_back);
+  }
+  if (args.dba >= 0) {
+    Augmentation augmentation;
+    augmentation.k = args.dba;
+    augmentation.alpha = args.dba_alpha;
+    index.set_augmentation(augmentation, args.model.threads);
+  }
   Labels labels;
   std::string label_source;
   std::vector<std::string> label_columns;
@@ -217,6 +264,15 @@ int run_eval(const EvalArgs& args) {
   options.queries = args.queries;
   options.seed = args.seed;
   options.ef = args.ef;
+  if (!args.query_list.empty()) options.query_ids = read_query_list(index, args.query_list);
+  options.ns_score = args.metric == "ns";
+  if (args.qe >= 0 || args.qe_alpha >= 0) {
+    QueryExpansion qe = index.query_expansion();
+    if (args.qe >= 0) qe.k = args.qe;
+    if (args.qe_alpha >= 0) qe.alpha = args.qe_alpha;
+    check_expansion_settings(qe.k, qe.alpha, "eval --qe");
+    options.expansion = qe;
+  }
   options.threads = args.model.threads;
   options.cancel = &interrupted();
   Progress progress("evaluating", 1000);
@@ -244,7 +300,12 @@ int run_eval(const EvalArgs& args) {
     j["mAP"] = report.hnsw.map;
     for (const auto& [k, p] : report.hnsw.precision_at) j[k_key(k)] = p;
     j["R-precision"] = report.hnsw.r_precision;
+    if (report.hnsw.ns >= 0) j["N-S"] = report.hnsw.ns;
     j["exact"] = figures_json(report.exact);
+    j["post_processing"] = post_processing_json(index, report);
+    j["query_list"] = args.query_list.empty() ? nlohmann::json(nullptr) : nlohmann::json(absolute_path(args.query_list));
+    j["holdout"] = args.holdout > 0 ? nlohmann::json{{"fraction", args.holdout}, {"seed", args.seed}, {"left_out", held_back}}
+                                    : nlohmann::json(nullptr);
     j["ann_recall@10"] = report.ann_recall_at_10;
     j["latency_ms"] = {{"p50", report.latency.p50},
                        {"p95", report.latency.p95},
@@ -279,9 +340,14 @@ int run_eval(const EvalArgs& args) {
     out += fmt::format("labels: {}; {} labels, {} images without a label (not queries), {} skipped (no other image "
                        "has their label)\n",
                        label_source, report.labels, report.unlabelled, report.skipped);
-    out += fmt::format("protocol: {} queries{}; each left out of its own ranking; relevant = same label\n",
+    out += fmt::format("protocol: {} queries{}{}; each left out of its own ranking; relevant = same label\n",
                        report.queries,
+                       args.query_list.empty() ? "" : fmt::format(" from {}", args.query_list),
                        sampled ? fmt::format(" (a sample of {} with seed {})", report.eligible, args.seed) : "");
+    if (args.holdout > 0)
+      out += fmt::format("holdout: only the images held out by --holdout {:g} --seed {} ({} others left out)\n",
+                         args.holdout, args.seed, held_back);
+    out += fmt::format("post-processing: {}\n", post_processing_text(index, report));
     out += fmt::format("HNSW: M {}, ef_construction {}, ef {}; HNSW ranking = HNSW top {}, then the rest in exact "
                        "order; mAP and R-precision over the full ranking\n\n",
                        h.M, h.ef_construction, report.ef, report.depth);
@@ -291,6 +357,8 @@ int run_eval(const EvalArgs& args) {
                          report.exact.precision_at.at(k));
     out += fmt::format("{:<16}{:>8.3f}{:>8.3f}\n", "mAP", report.hnsw.map, report.exact.map);
     out += fmt::format("{:<16}{:>8.3f}{:>8.3f}\n", "R-precision", report.hnsw.r_precision, report.exact.r_precision);
+    if (report.hnsw.ns >= 0)
+      out += fmt::format("{:<16}{:>8.3f}{:>8.3f}\n", "N-S (top 4)", report.hnsw.ns, report.exact.ns);
     out += fmt::format("{:<16}{:>8.3f}\n", "ANN recall@10", report.ann_recall_at_10);
     out += fmt::format("search latency  p50 {:.3f} ms, p95 {:.3f} ms, p99 {:.3f} ms\n\n", report.latency.p50,
                        report.latency.p95, report.latency.p99);
@@ -343,7 +411,23 @@ void setup_eval(CLI::App& app, Runner& runner) {
       ->check(CLI::Range(1, 10000));
   app.add_option("--queries", args->queries, "evaluate a seeded random sample of this many queries (default: all)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--seed", args->seed, "seed for --queries (default 1)");
+  app.add_option("--seed", args->seed, "seed for --queries and --holdout (default 1)");
+  app.add_option("--query-list", args->query_list,
+                 "only the images this file lists are queries (one path a line, relative to its folder)");
+  app.add_option("--metric", args->metric, "ns: also report UKBench's N-S score (automatic when every label has 4 images)")
+      ->check(CLI::IsMember({"ns"}));
+  app.add_option("--holdout", args->holdout,
+                 "evaluate only the images `learn --holdout F --seed S` held out (queries and database)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--qe", args->qe, "query expansion: the k best hits added to each query (0 = off; default: the index's)")
+      ->check(CLI::Range(0, kMaxExpansionK));
+  app.add_option("--qe-alpha", args->qe_alpha, "query expansion weight exponent (default: the index's, else 3)")
+      ->check(CLI::Range(0.0, double(kMaxAlpha)));
+  app.add_option("--dba", args->dba,
+                 "evaluate as if indexed with `index --dba K` (in memory; 0 = without augmentation)")
+      ->check(CLI::Range(0, kMaxExpansionK));
+  app.add_option("--dba-alpha", args->dba_alpha, "augmentation weight exponent for --dba (default 3)")
+      ->check(CLI::Range(0.0, double(kMaxAlpha)));
   app.add_option("--ef", args->ef, "HNSW search beam width (default: the index's; at least the largest k + 1)")
       ->check(CLI::Range(1, 100000));
   app.add_flag("--json", args->json, "print one JSON object (keys in docs/eval.md)");

@@ -28,6 +28,10 @@ struct IndexArgs {
   int batch_size = 8;
   double wait_lock = 0;  // seconds to wait for another writer; 0 fails at once
   HnswParams hnsw;
+  int dba = -1;  // -1: keep the index's; 0: off
+  float dba_alpha = -1;
+  int qe = -1;   // the stored query-expansion default; -1: keep
+  float qe_alpha = -1;
   ModelArgs model;
   std::FILE* summary = stdout;  // where "added N, ..." goes (eval keeps stdout for its results)
 };
@@ -66,12 +70,55 @@ bool is_under(const std::string& path, const std::string& root) {
          (root.back() == '/' || path[root.size()] == '/');
 }
 
+bool changes_post_processing(const IndexArgs& args) {
+  return args.dba >= 0 || args.dba_alpha >= 0 || args.qe >= 0 || args.qe_alpha >= 0;
+}
+
+// --dba / --qe: the post-processing stored with the index (refinement.h). Augmentation
+// recomputes every neighbourhood only when its settings change.
+void apply_post_processing(const IndexArgs& args, ImageIndex& index, std::FILE* summary) {
+  if (args.dba >= 0 || args.dba_alpha >= 0) {
+    Augmentation a = index.augmentation();
+    if (args.dba >= 0) a.k = args.dba;
+    if (args.dba_alpha >= 0) a.alpha = args.dba_alpha;
+    check_expansion_settings(a.k, a.alpha, "index --dba");
+    const Augmentation& now = index.augmentation();
+    if (a.k != now.k || (a.enabled() && a.alpha != now.alpha)) {
+      index.set_augmentation(a, args.model.threads);
+      if (a.enabled())
+        std::fprintf(summary, "augmentation: each vector now averaged with its %d nearest neighbours (alpha %g)\n", a.k,
+                     static_cast<double>(a.alpha));
+      else
+        std::fprintf(summary, "augmentation: off\n");
+    }
+  }
+  if (args.qe >= 0 || args.qe_alpha >= 0) {
+    QueryExpansion q = index.query_expansion();
+    if (args.qe >= 0) q.k = args.qe;
+    if (args.qe_alpha >= 0) q.alpha = args.qe_alpha;
+    index.set_query_expansion(q);
+    if (q.enabled())
+      std::fprintf(summary, "query expansion: every query adds its %d best hits (alpha %g) by default\n", q.k,
+                   static_cast<double>(q.alpha));
+    else
+      std::fprintf(summary, "query expansion: off\n");
+  }
+}
+
+// `index -i INDEX --dba K` (or --qe) alone: changes the stored settings, no images needed.
+int index_settings_only(const IndexArgs& args, const std::string& index_path) {
+  ImageIndex index = load_index(index_path);
+  apply_post_processing(args, index, args.summary);
+  save_index(index, index_path);
+  return kExitOk;
+}
+
 int index_from_features(const IndexArgs& args, const std::string& index_path) {
   FeatureSet features = read_features_file(args.from_features);
   std::optional<ImageIndex> index;
   if (!args.rebuild && std::filesystem::exists(index_path)) {
     index.emplace(load_index(index_path));
-    if (index->model().content_hash != features.model.content_hash || index->dim() != features.dim)
+    if (index->model().content_hash != features.model.content_hash || index->model_dim() != features.dim)
       throw_error(ErrorKind::Mismatch, "{}: built with model {} ({}), but {} holds features of {} ({}); use --rebuild",
                   index_path, index->model().path, index->model().content_hash, args.from_features,
                   features.model.path, features.model.content_hash);
@@ -87,6 +134,7 @@ int index_from_features(const IndexArgs& args, const std::string& index_path) {
     if (!file_identity(features.paths[i], entries[i])) entries[i].path = features.paths[i];
   }
   index->add(entries, features.vectors.data(), args.model.threads);
+  apply_post_processing(args, *index, stdout);
   save_index(*index, index_path);
   std::printf("added %zu, updated %zu, removed 0, unchanged %zu\n", features.size() - updated, updated,
               index->size() - features.size());
@@ -103,6 +151,7 @@ int run_index(const IndexArgs& args) {
   const IndexLock lock(index_path, args.wait_lock);
   remove_stale_temporaries(index_path);
   if (!args.from_features.empty()) return index_from_features(args, index_path);
+  if (args.inputs.empty() && changes_post_processing(args) && !args.rebuild) return index_settings_only(args, index_path);
   if (args.inputs.empty()) throw_error(ErrorKind::InvalidArgument, "index: give folders or files to index, or --from-features");
 
   std::optional<ImageIndex> index;
@@ -178,7 +227,7 @@ int run_index(const IndexArgs& args) {
   if (!todo.empty()) {
     std::vector<std::string> files;
     for (const IndexEntry& e : todo) files.push_back(e.path);
-    const int dim = index->dim();
+    const int dim = index->model_dim();
     std::vector<char> ok(todo.size(), 0);
     std::vector<float> vectors(todo.size() * static_cast<std::size_t>(dim));
     failures = run_extraction(*model, files, args.model, args.batch_size, [&](const ExtractResult& r) {
@@ -235,6 +284,7 @@ int run_index(const IndexArgs& args) {
     report_problem(fmt::format("{}: nothing could be indexed; index not written", index_path));
     return kExitFailure;
   }
+  apply_post_processing(args, *index, args.summary);
   save_index(*index, index_path);
   const std::size_t skipped = failures + unstatable + scan.problems.size();
   std::fprintf(args.summary, "added %zu, updated %zu, removed %zu, unchanged %zu", added_entries.size() - updated_ok,
@@ -278,6 +328,17 @@ void setup_index(CLI::App& app, Runner& runner) {
       ->check(CLI::Range(1, 100000));
   app.add_option("--ef", args->hnsw.ef_search, "default HNSW search beam width stored in the index (default 64)")
       ->check(CLI::Range(1, 100000));
+  app.add_option("--dba", args->dba,
+                 "database-side augmentation: store each vector averaged with its K nearest neighbours (0 = off; "
+                 "kept with the index)")
+      ->check(CLI::Range(0, kMaxExpansionK));
+  app.add_option("--dba-alpha", args->dba_alpha, "augmentation weight exponent (default 3)")
+      ->check(CLI::Range(0.0, double(kMaxAlpha)));
+  app.add_option("--qe", args->qe, "default query expansion stored with the index: add the K best hits to each query "
+                                   "and search again (0 = off)")
+      ->check(CLI::Range(0, kMaxExpansionK));
+  app.add_option("--qe-alpha", args->qe_alpha, "query expansion weight exponent (default 3)")
+      ->check(CLI::Range(0.0, double(kMaxAlpha)));
   args->model.add_to(app);
   app.callback([&runner, args] { runner = [args] { return run_index(*args); }; });
 }

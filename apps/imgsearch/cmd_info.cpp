@@ -34,6 +34,13 @@ int run_info(const std::string& index_option, bool json) {
                            m.preprocess.mean[2], m.preprocess.std[0], m.preprocess.std[1], m.preprocess.std[2]);
   std::cout << fmt::format("hnsw:       M={} ef_construction={} ef_search={}\n", index.params().M,
                            index.params().ef_construction, index.params().ef_search);
+  const Projection& p = index.projection();
+  if (p.enabled())
+    std::cout << fmt::format("projection: learned, {} -> {} dimensions ({})\n", p.in_dim, p.out_dim, p.description);
+  const Augmentation& a = index.augmentation();
+  if (a.enabled()) std::cout << fmt::format("augmentation: k={} alpha={:g}\n", a.k, a.alpha);
+  const QueryExpansion& q = index.query_expansion();
+  if (q.enabled()) std::cout << fmt::format("query expansion: k={} alpha={:g} (default for every query)\n", q.k, q.alpha);
   return kExitOk;
 }
 

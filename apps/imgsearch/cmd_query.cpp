@@ -22,6 +22,8 @@ struct QueryArgs {
   int k = 9;
   int ef = 0;
   bool exact = false;
+  int qe = -1;  // -1: the index's stored default
+  float qe_alpha = -1;
   bool json = false;
   std::string format = "table";
   std::string html;  // also write a self-contained HTML page here
@@ -75,6 +77,12 @@ int run_query(QueryArgs args) {
   search_options.k = args.k;
   search_options.ef = args.ef;
   search_options.exact = args.exact;
+  if (args.qe >= 0 || args.qe_alpha >= 0) {
+    QueryExpansion qe = index.query_expansion();
+    if (args.qe >= 0) qe.k = args.qe;
+    if (args.qe_alpha >= 0) qe.alpha = args.qe_alpha;
+    search_options.expansion = qe;
+  }
 
   std::size_t failures = 0, answered = 0;
   std::vector<QueryResults> page_queries;
@@ -132,6 +140,11 @@ void setup_query(CLI::App& app, Runner& runner) {
   app.add_option("-k", args->k, "number of results (default 9)")->check(CLI::Range(1, 100000));
   app.add_option("--ef", args->ef, "HNSW search beam width (default: the index's, at least k)")->check(CLI::Range(1, 100000));
   app.add_flag("--exact", args->exact, "rank by brute force over every vector instead of HNSW");
+  app.add_option("--qe", args->qe, "query expansion: add the K best hits to the query and search again (0 = off; "
+                                   "default: the index's)")
+      ->check(CLI::Range(0, kMaxExpansionK));
+  app.add_option("--qe-alpha", args->qe_alpha, "query expansion weight exponent (default: the index's, else 3)")
+      ->check(CLI::Range(0.0, double(kMaxAlpha)));
   app.add_flag("--json", args->json, "one JSON object per query image per line (same as --format json)");
   app.add_option("--format", args->format, "table (default), tsv (query, rank, score, path), or json")
       ->check(CLI::IsMember({"table", "tsv", "json"}));

@@ -30,7 +30,8 @@ void ensure_passive_omp_wait(int argc, char** argv) {
     if (argv[i][0] != '-') subcommand = argv[i];
   if (!subcommand || (std::strcmp(subcommand, "extract") != 0 && std::strcmp(subcommand, "index") != 0 &&
                       std::strcmp(subcommand, "eval") != 0 && std::strcmp(subcommand, "serve") != 0 &&
-                      std::strcmp(subcommand, "dedup") != 0))
+                      std::strcmp(subcommand, "dedup") != 0 &&
+                      std::strcmp(subcommand, "learn") != 0))
     return;
   if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0 || ::setenv("GOMP_SPINCOUNT", "3000", 1) != 0) return;
   ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
@@ -61,6 +62,8 @@ int main(int argc, char** argv) {
   setup_eval(*app.add_subcommand("eval", "measure retrieval quality (P@k, mAP) against labels"), runner);
   setup_serve(*app.add_subcommand("serve", "serve a search page and an HTTP API over an index"), runner);
   setup_dedup(*app.add_subcommand("dedup", "find near-duplicate images; optionally move, link or delete them"), runner);
+  setup_learn(*app.add_subcommand("learn", "fit a projection on labelled images (LDA) and store it with the index"),
+              runner);
 
   try {
     app.parse(argc, argv);

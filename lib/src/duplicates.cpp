@@ -155,7 +155,7 @@ int resolve_threads(int threads) {
 PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t) {
   const IndexEntry& ea = index.entry(a);
   const IndexEntry& eb = index.entry(b);
-  return decide(ea.signals, ea.size, eb.signals, eb.size, dot(index.vector(a), index.vector(b), index.dim()), t);
+  return decide(ea.signals, ea.size, eb.signals, eb.size, dot(index.model_vector(a), index.model_vector(b), index.model_dim()), t);
 }
 
 bool within_group_cap(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t) {
@@ -171,7 +171,7 @@ PairMatch match_external(const ImageIndex& index, const DuplicateSignals& signal
                          std::uint32_t b, const DedupThresholds& t) {
   const IndexEntry& eb = index.entry(b);
   // The size is not known for an outside image: identical content hashes decide alone.
-  return decide(signals, eb.size, eb.signals, eb.size, dot(unit_vector, index.vector(b), index.dim()), t);
+  return decide(signals, eb.size, eb.signals, eb.size, dot(unit_vector, index.model_vector(b), index.model_dim()), t);
 }
 
 HashNeighbours::HashNeighbours(const ImageIndex& index) {

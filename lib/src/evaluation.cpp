@@ -3,6 +3,7 @@
 #include "imgsearch/error.h"
 #include "imgsearch/metrics.h"
 #include "csv.h"
+#include "imgsearch/refinement.h"
 
 #include <cblas.h>
 
@@ -76,6 +77,7 @@ struct QueryRecord {
   double p10_hnsw = 0;
   double ap_hnsw = 0, ap_exact = 0, rp_hnsw = 0, rp_exact = 0;
   double recall10 = 0;
+  double ns_hnsw = 0, ns_exact = 0;
   double latency_ms = 0;
   std::vector<SearchHit> top;  // HNSW, query left out
   std::vector<double> pr_hnsw, pr_exact;  // interpolated precision at each recall level
@@ -140,6 +142,45 @@ Labels labels_from_csv(const ImageIndex& index, const std::string& csv_path, con
   return labels;
 }
 
+std::vector<std::uint32_t> read_query_list(const ImageIndex& index, const std::string& list_path) {
+  namespace fs = std::filesystem;
+  std::ifstream in(list_path);
+  IMGSEARCH_CHECK(in, ErrorKind::Io, "{}: cannot open: {}", list_path, std::strerror(errno));
+  std::unordered_map<std::string, std::uint32_t> by_path;
+  for (std::size_t i = 0; i < index.size(); ++i) by_path.emplace(index.entry(i).path, static_cast<std::uint32_t>(i));
+  const fs::path folder = fs::absolute(fs::path(list_path)).parent_path();
+  std::vector<std::uint32_t> ids;
+  std::string line;
+  std::size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    const fs::path p(line);
+    const std::string path = (p.is_absolute() ? p : folder / p).lexically_normal().string();
+    auto it = by_path.find(path);
+    IMGSEARCH_CHECK(it != by_path.end(), ErrorKind::InvalidArgument, "{}: line {}: {} is not in the index", list_path,
+                    line_no, path);
+    ids.push_back(it->second);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  IMGSEARCH_CHECK(!ids.empty(), ErrorKind::InvalidArgument, "{}: names no image", list_path);
+  return ids;
+}
+
+bool is_held_out(const std::string& image_path, double fraction, std::uint64_t seed) {
+  // FNV-1a of the id, mixed with the seed by splitmix64's finaliser: written out so that a
+  // seed means the same split on every platform.
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : file_stem(image_path)) h = (h ^ c) * 1099511628211ull;
+  h ^= seed * 0x9E3779B97F4A7C15ull;
+  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+  h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+  h ^= h >> 31;
+  return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0) < fraction;
+}
+
 EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOptions& options) {
   const std::size_t n = index.size();
   const int dim = index.dim();
@@ -173,11 +214,23 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
   }
   report.labels = label_names.size();
   std::vector<std::uint32_t> eligible;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (lab[i] < 0) continue;
+  std::vector<std::uint32_t> candidates = options.query_ids;
+  if (candidates.empty())
+    for (std::size_t i = 0; i < n; ++i) candidates.push_back(static_cast<std::uint32_t>(i));
+  report.query_list = !options.query_ids.empty();
+  for (std::uint32_t i : candidates) {
+    IMGSEARCH_CHECK(i < n, ErrorKind::InvalidArgument, "evaluate: no image with id {}", i);
+    if (lab[i] < 0) {
+      if (report.query_list) ++report.skipped;  // a listed query without a label
+      continue;
+    }
     if (label_count[static_cast<std::size_t>(lab[i])] < 2) ++report.skipped;
-    else eligible.push_back(static_cast<std::uint32_t>(i));
+    else eligible.push_back(i);
   }
+  const bool ns = options.ns_score ||
+                  std::all_of(label_count.begin(), label_count.end(), [](std::size_t c) { return c == 4; });
+  report.expansion = options.expansion ? *options.expansion : index.query_expansion();
+  const QueryExpansion qe = report.expansion;
   report.eligible = eligible.size();
   IMGSEARCH_CHECK(!eligible.empty(), ErrorKind::InvalidArgument,
                   "evaluate: no image can be a query: {} of {} images have no label and {} have a label no other image "
@@ -220,10 +273,14 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
     }
     QueryRecord& rec = records[q];
     rec.id = queries[q];
-    const float* v = index.vector(rec.id);
+    // As `query` would search this image: its model vector, projected, then expanded.
+    const float* v = index.model_vector(rec.id);
     const auto start = std::chrono::steady_clock::now();
-    std::vector<SearchHit> hits = index.search(v, depth + 1, ef_base);
+    std::vector<SearchHit> hits = refined_search(index, v, depth + 1, ef_base, false, qe, rec.id);
     rec.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (ns) {
+      for (std::size_t r = 0; r < std::min<std::size_t>(4, hits.size()); ++r) rec.ns_hnsw += lab[hits[r].id] == lab[rec.id];
+    }
     auto self = std::find_if(hits.begin(), hits.end(), [&](const SearchHit& h) { return h.id == rec.id; });
     if (self != hits.end()) hits.erase(self);
     if (hits.size() > static_cast<std::size_t>(depth)) hits.resize(static_cast<std::size_t>(depth));
@@ -232,7 +289,7 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
 
   // Pass 2: exact scores for a block of queries against every vector (one sgemm), then
   // each query's rankings on the worker threads.
-  std::vector<float> db(n * static_cast<std::size_t>(dim));
+  std::vector<float> db(n * static_cast<std::size_t>(dim));  // the search vectors
   for (std::size_t i = 0; i < n; ++i) std::memcpy(db.data() + i * dim, index.vector(i), sizeof(float) * dim);
   const std::size_t block = std::max<std::size_t>(1, std::min<std::size_t>(256, (64u << 20) / (n * sizeof(float))));
   std::vector<float> qmat(block * dim), scores(block * n);
@@ -254,11 +311,30 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
     check_cancel();
     if (options.progress) options.progress(nq + first, total_work);
     const std::size_t b = std::min(block, nq - first);
-    for (std::size_t j = 0; j < b; ++j)
-      std::memcpy(qmat.data() + j * dim, db.data() + static_cast<std::size_t>(records[first + j].id) * dim,
-                  sizeof(float) * dim);
+    for (std::size_t j = 0; j < b; ++j) {
+      const std::vector<float> q = to_search_space(index, index.model_vector(records[first + j].id));
+      std::memcpy(qmat.data() + j * dim, q.data(), sizeof(float) * dim);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(b), static_cast<int>(n), dim, 1.0f,
                 qmat.data(), dim, db.data(), dim, 0.0f, scores.data(), static_cast<int>(n));
+    if (qe.enabled()) {
+      // The exact counterpart of refined_search: expand from the exact top, rank again.
+      std::vector<float> expanded(b * dim);
+      parallel_for(b, threads, [&](std::size_t j, int) {
+        const float* row = scores.data() + j * n;
+        std::vector<SearchHit> top;  // the query's own entry never expands it (refined_search)
+        top.reserve(n);
+        for (std::size_t i = 0; i < n; ++i)
+          if (i != records[first + j].id) top.push_back({static_cast<std::uint32_t>(i), row[i]});
+        const std::size_t take = std::min<std::size_t>(static_cast<std::size_t>(qe.k), top.size());
+        std::partial_sort(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(take), top.end(),
+                          [](const SearchHit& a, const SearchHit& c) { return a.score > c.score || (a.score == c.score && a.id < c.id); });
+        top.resize(take);
+        expand_query(index, qmat.data() + j * dim, top, qe.k, qe.alpha, expanded.data() + j * dim);
+      });
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(b), static_cast<int>(n), dim, 1.0f,
+                  expanded.data(), dim, db.data(), dim, 0.0f, scores.data(), static_cast<int>(n));
+    }
 
     parallel_for(b, threads, [&](std::size_t j, int t) {
       ThreadSums& s = sums[static_cast<std::size_t>(t)];
@@ -296,6 +372,16 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
       add_interpolated_pr(hnsw_ranks, rec.relevant, rec.pr_hnsw);
       add_interpolated_pr(exact_ranks, rec.relevant, rec.pr_exact);
 
+      if (ns) {  // the top 4 with the query itself in the ranking
+        std::vector<std::pair<float, std::uint32_t>> top4;
+        for (std::size_t i = 0; i < n; ++i) {
+          top4.emplace_back(row[i], static_cast<std::uint32_t>(i));
+          std::sort(top4.begin(), top4.end(), [](const auto& a, const auto& c) { return a.first > c.first || (a.first == c.first && a.second < c.second); });
+          if (top4.size() > 4) top4.pop_back();
+        }
+        for (const auto& [score, id] : top4) rec.ns_exact += lab[id] == ql;
+      }
+
       // Exact top: ANN recall@10 and the score histogram.
       s.scored.clear();
       for (std::size_t i = 0; i < n; ++i)
@@ -322,6 +408,7 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
   std::vector<double> lat;
   lat.reserve(nq);
   std::vector<double> p_hnsw(options.ks.size(), 0), p_exact(options.ks.size(), 0);
+  double ns_hnsw = 0, ns_exact = 0;
   std::vector<LabelFigures> per_label(label_names.size());
   report.hnsw.pr_curve.assign(static_cast<std::size_t>(levels), 0);
   report.exact.pr_curve.assign(static_cast<std::size_t>(levels), 0);
@@ -339,6 +426,8 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
     report.hnsw.r_precision += rec.rp_hnsw;
     report.exact.r_precision += rec.rp_exact;
     report.ann_recall_at_10 += rec.recall10;
+    ns_hnsw += rec.ns_hnsw;
+    ns_exact += rec.ns_exact;
     report.latency.mean += rec.latency_ms;
     lat.push_back(rec.latency_ms);
     LabelFigures& lf = per_label[static_cast<std::size_t>(lab[rec.id])];
@@ -355,6 +444,10 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
   report.hnsw.r_precision *= inv;
   report.exact.r_precision *= inv;
   report.ann_recall_at_10 *= inv;
+  if (ns) {
+    report.hnsw.ns = ns_hnsw * inv;
+    report.exact.ns = ns_exact * inv;
+  }
   report.latency.mean *= inv;
   report.latency.p50 = percentile(lat, 50);
   report.latency.p95 = percentile(lat, 95);

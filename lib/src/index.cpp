@@ -95,7 +95,7 @@ void parallel_for(std::size_t begin, std::size_t end, int threads, Fn fn) {
 }  // namespace
 
 ImageIndex::ImageIndex(int dim, HnswParams params, ModelInfo model)
-    : dim_(dim), params_(params), model_(std::move(model)) {
+    : dim_(dim), params_(params), model_(std::move(model)), model_dim_(dim) {
   IMGSEARCH_CHECK(dim > 0 && dim <= (1 << 16), ErrorKind::InvalidArgument, "index: bad dimension {}", dim);
   IMGSEARCH_CHECK(params.M >= 2 && params.M <= 256, ErrorKind::InvalidArgument, "index: M must be in 2..256, not {}",
                   params.M);
@@ -119,6 +119,12 @@ std::size_t ImageIndex::signals_count() const {
 }
 
 void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+  if (entries.empty()) return;
+  if (transformed()) return add_transformed(entries, vectors, threads);
+  add_search_vectors(entries, vectors, threads);
+}
+
+void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
   if (entries.empty()) return;
   const std::size_t base = entries_.size();
   const std::size_t total = base + entries.size();
@@ -161,6 +167,11 @@ void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vector
 }
 
 std::size_t ImageIndex::remove_if(const std::function<bool(const IndexEntry&)>& drop, int threads) {
+  if (transformed()) {
+    std::vector<bool> dropped(entries_.size());
+    for (std::size_t i = 0; i < entries_.size(); ++i) dropped[i] = drop(entries_[i]);
+    return remove_transformed(dropped, threads);
+  }
   std::vector<std::size_t> keep;
   for (std::size_t i = 0; i < entries_.size(); ++i)
     if (!drop(entries_[i])) keep.push_back(i);
@@ -174,11 +185,21 @@ std::size_t ImageIndex::remove_if(const std::function<bool(const IndexEntry&)>& 
     kept.push_back(std::move(entries_[keep[j]]));
   }
   // hnswlib only marks deletions; rebuilding keeps the graph clean and ids dense.
-  entries_.clear();
-  impl_->hnsw.reset();
-  impl_->internal_of.clear();
-  add(kept, rows.data(), threads);
+  rebuild(std::move(kept), rows.data(), dim_, threads);
   return removed;
+}
+
+void ImageIndex::rebuild(std::vector<IndexEntry> entries, const float* vectors, int dim, int threads) {
+  entries_.clear();
+  impl_ = std::make_unique<Impl>(dim);
+  dim_ = dim;
+  add_search_vectors(entries, vectors, threads);
+}
+
+void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors) {
+  // hnswlib's addPoint with a label it holds updates that point and repairs its links
+  // (one at a time: hnswlib 0.6's concurrent updates of neighbouring points are not safe).
+  for (std::size_t i = 0; i < ids.size(); ++i) impl_->hnsw->addPoint(vectors + i * dim_, ids[i]);
 }
 
 std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) const {

@@ -15,6 +15,17 @@ std::string index_info_json(const ImageIndex& index, const std::string& path, st
                  {"ef_construction", index.params().ef_construction},
                  {"ef_search", index.params().ef_search}};
   out["model"] = nlohmann::json::parse(index.model().to_json());
+  out["model_dim"] = index.model_dim();
+  const Projection& p = index.projection();
+  out["projection"] = p.enabled() ? nlohmann::json{{"in_dim", p.in_dim},
+                                                   {"out_dim", p.out_dim},
+                                                   {"fitted", nlohmann::json::parse(p.description.empty() ? "{}" : p.description,
+                                                                                    nullptr, false)}}
+                                  : nlohmann::json(nullptr);
+  const Augmentation& a = index.augmentation();
+  out["augmentation"] = a.enabled() ? nlohmann::json{{"k", a.k}, {"alpha", a.alpha}} : nlohmann::json(nullptr);
+  const QueryExpansion& q = index.query_expansion();
+  out["query_expansion"] = q.enabled() ? nlohmann::json{{"k", q.k}, {"alpha", q.alpha}} : nlohmann::json(nullptr);
   return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -27,9 +27,13 @@ constexpr std::size_t kMaxPathBytes = 1 << 16;
 // older imgsearch never silently ignores one. Sections that only add information (a
 // reader that skips them still ranks correctly) need no entry. docs/formats.md.
 const std::set<std::string>& known_features() {
-  static const std::set<std::string> features{};
+  static const std::set<std::string> features{"projection", "augmentation", "query_expansion"};
   return features;
 }
+constexpr std::uint32_t kNoNeighbour = 0xFFFFFFFFu;
+constexpr std::size_t kMaxDescriptionBytes = 1 << 20;
+
+void write_float(detail::BinaryFileWriter& out, float v) { out.write(&v, sizeof v); }
 }  // namespace
 
 void save_index(const ImageIndex& index, const std::string& path) {
@@ -37,12 +41,19 @@ void save_index(const ImageIndex& index, const std::string& path) {
   const int dim = index.dim();
   // Features this index uses that change what its vectors or rankings mean.
   std::vector<std::string> required;
+  const bool projected = index.projection().enabled(), augmented = index.augmentation().enabled();
+  const bool expanded = index.query_expansion().enabled();
+  if (projected) required.push_back("projection");
+  if (augmented) required.push_back("augmentation");
+  if (expanded) required.push_back("query_expansion");
+  const bool transformed = projected || augmented;
   const bool with_signals = index.signals_count() > 0;
-  detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, with_signals ? 5 : 4);
+  const unsigned sections = 4 + (with_signals ? 1 : 0) + (transformed ? 1 : 0) + (projected ? 1 : 0) + (augmented ? 1 : 0) + (expanded ? 1 : 0);
+  detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, sections);
 
   nlohmann::json meta;
   meta["count"] = n;
-  meta["dim"] = dim;
+  meta["dim"] = index.model_dim();
   meta["metric"] = "cosine";
   meta["dtype"] = "float32";
   meta["hnsw"] = {{"M", index.params().M},
@@ -55,8 +66,9 @@ void save_index(const ImageIndex& index, const std::string& path) {
   out.write(meta_text.data(), meta_text.size());
   out.end_section();
 
+  // The model's vectors; with post-processing, the searched ones follow in SRCHVECS.
   out.begin_section("VECS");
-  for (std::size_t id = 0; id < n; ++id) out.write(index.vector(id), sizeof(float) * dim);
+  for (std::size_t id = 0; id < n; ++id) out.write(index.model_vector(id), sizeof(float) * index.model_dim());
   out.end_section();
 
   out.begin_section("ENTRIES");
@@ -79,6 +91,38 @@ void save_index(const ImageIndex& index, const std::string& path) {
       out.write_u64(e.signals.present ? e.signals.content_hash : 0);
       for (const std::uint64_t h : e.signals.phash) out.write_u64(e.signals.present ? h : 0);
     }
+    out.end_section();
+  }
+  if (transformed) {
+    out.begin_section("SRCHVECS");
+    out.write_u32(static_cast<std::uint32_t>(dim));
+    for (std::size_t id = 0; id < n; ++id) out.write(index.vector(id), sizeof(float) * dim);
+    out.end_section();
+  }
+  if (projected) {
+    const Projection& p = index.projection();
+    out.begin_section("PROJECT");
+    out.write_u32(static_cast<std::uint32_t>(p.in_dim));
+    out.write_u32(static_cast<std::uint32_t>(p.out_dim));
+    out.write_string(p.description);
+    out.write(p.mean.data(), sizeof(float) * p.mean.size());
+    out.write(p.matrix.data(), sizeof(float) * p.matrix.size());
+    out.end_section();
+  }
+  if (augmented) {
+    const Augmentation& a = index.augmentation();
+    out.begin_section("AUGMENT");
+    out.write_u32(static_cast<std::uint32_t>(a.k));
+    write_float(out, a.alpha);
+    const auto& nb = index.augmentation_neighbours();
+    out.write(nb.data(), sizeof(std::uint32_t) * nb.size());
+    out.end_section();
+  }
+  if (expanded) {
+    const QueryExpansion& q = index.query_expansion();
+    out.begin_section("QUERYEXP");
+    out.write_u32(static_cast<std::uint32_t>(q.k));
+    write_float(out, q.alpha);
     out.end_section();
   }
   out.commit();
@@ -141,7 +185,88 @@ ImageIndex load_index(const std::string& path) {
     if (!std::isfinite(v)) in.fail("vector " + std::to_string(i / dim) + " holds NaN or infinity");
   }
 
-  ImageIndex index(dim, params, std::move(model));
+  // Post-processing sections (refinement.h), each validated before use.
+  auto read_float = [](detail::ByteReader& r) {
+    float v;
+    std::memcpy(&v, r.bytes(sizeof v), sizeof v);
+    return v;
+  };
+  auto read_expansion = [&](detail::ByteReader& r, int& k, float& alpha) {
+    const std::uint32_t raw_k = r.u32();
+    alpha = read_float(r);
+    if (raw_k < 1 || raw_k > static_cast<std::uint32_t>(kMaxExpansionK)) r.fail("k " + std::to_string(raw_k) + " out of range");
+    if (!std::isfinite(alpha) || alpha < 0 || alpha > kMaxAlpha) r.fail("alpha out of range");
+    k = static_cast<int>(raw_k);
+  };
+  auto read_floats = [&](detail::ByteReader& r, std::size_t count, std::vector<float>& out, const char* what) {
+    if (count > r.remaining() / sizeof(float)) r.fail(std::string(what) + " too short");
+    out.resize(count);
+    std::memcpy(out.data(), r.bytes(count * sizeof(float)), count * sizeof(float));
+    for (float v : out)
+      if (!std::isfinite(v)) r.fail(std::string(what) + " holds NaN or infinity");
+  };
+  Projection projection;
+  if (in.has_section("PROJECT")) {
+    detail::ByteReader r(in, "PROJECT");
+    const std::uint32_t in_dim = r.u32(), out_dim = r.u32();
+    if (in_dim != static_cast<std::uint32_t>(dim) || out_dim < 1 || out_dim > in_dim)
+      r.fail("projection " + std::to_string(in_dim) + " -> " + std::to_string(out_dim) + " does not fit " +
+             std::to_string(dim) + "-d vectors");
+    projection.in_dim = static_cast<int>(in_dim);
+    projection.out_dim = static_cast<int>(out_dim);
+    projection.description = r.string(kMaxDescriptionBytes);
+    read_floats(r, in_dim, projection.mean, "projection mean");
+    read_floats(r, std::size_t(in_dim) * out_dim, projection.matrix, "projection matrix");
+    r.expect_end();
+  }
+  Augmentation augmentation;
+  std::vector<std::uint32_t> neighbours;
+  if (in.has_section("AUGMENT")) {
+    detail::ByteReader r(in, "AUGMENT");
+    read_expansion(r, augmentation.k, augmentation.alpha);
+    const std::uint64_t k = static_cast<std::uint64_t>(augmentation.k);
+    if (r.remaining() != count * k * 4) in.fail("corrupt section AUGMENT: not " + std::to_string(count) + " x " + std::to_string(k) + " neighbours");
+    neighbours.resize(count * k);
+    std::memcpy(neighbours.data(), r.bytes(neighbours.size() * 4), neighbours.size() * 4);
+    for (std::uint64_t i = 0; i < count; ++i)
+      for (std::uint64_t j = 0; j < k; ++j) {
+        const std::uint32_t t = neighbours[i * k + j];
+        if (t != kNoNeighbour && (t >= count || t == i))
+          r.fail("entry " + std::to_string(i) + " has bad neighbour " + std::to_string(t));
+      }
+  }
+  QueryExpansion expansion;
+  if (in.has_section("QUERYEXP")) {
+    detail::ByteReader r(in, "QUERYEXP");
+    read_expansion(r, expansion.k, expansion.alpha);
+    r.expect_end();
+  }
+  const bool transformed = projection.enabled() || augmentation.enabled();
+  const int search_dim = projection.enabled() ? projection.out_dim : dim;
+  const std::uint8_t* search_vecs = vecs;
+  if (transformed) {
+    detail::ByteReader r(in, "SRCHVECS");
+    if (r.u32() != static_cast<std::uint32_t>(search_dim)) r.fail("dimension does not match the projection");
+    if (r.remaining() / sizeof(float) / search_dim != count || r.remaining() != count * search_dim * sizeof(float))
+      r.fail("size does not match " + std::to_string(count) + " x " + std::to_string(search_dim));
+    search_vecs = r.bytes(r.remaining());
+    for (std::uint64_t i = 0; i < count * search_dim; ++i) {
+      float v;
+      std::memcpy(&v, search_vecs + i * sizeof(float), sizeof v);
+      if (!std::isfinite(v)) r.fail("vector " + std::to_string(i / search_dim) + " holds NaN or infinity");
+    }
+  }
+
+  ImageIndex index(search_dim, params, std::move(model));
+  index.model_dim_ = dim;
+  index.projection_ = std::move(projection);
+  index.augmentation_ = augmentation;
+  index.augmentation_neighbours_ = std::move(neighbours);
+  index.query_expansion_ = expansion;
+  if (transformed) {
+    index.model_vectors_.resize(count * dim);
+    std::memcpy(index.model_vectors_.data(), vecs, count * dim * sizeof(float));
+  }
   {
     detail::ByteReader r(in, "ENTRIES");
     if (count > r.remaining() / 20) in.fail("entry section too short for " + std::to_string(count) + " entries");
@@ -157,7 +282,7 @@ ImageIndex load_index(const std::string& path) {
   }
 
   detail::ByteReader graph(in, "GRAPH");
-  detail::restore_graph(index, graph, vecs);
+  detail::restore_graph(index, graph, search_vecs);
 
   if (in.has_section("DUPSIGS")) {
     detail::ByteReader r(in, "DUPSIGS");

@@ -780,14 +780,15 @@ HttpResponse SearchService::Impl::search_refine(const QueryParams& params, std::
   }
   // Rocchio without the original query (it may have been an upload): the mean of the
   // good vectors, minus half the mean of the bad ones, normalised (docs/serve.md).
-  const int dim = index->dim();
+  // In the model's space: Searcher::search projects and expands the query like any other.
+  const int dim = index->model_dim();
   std::vector<double> sum(static_cast<std::size_t>(dim), 0.0);
   for (auto id : feedback.positive) {
-    const float* v = index->vector(id);
+    const float* v = index->model_vector(id);
     for (int d = 0; d < dim; ++d) sum[d] += v[d] / static_cast<double>(feedback.positive.size());
   }
   for (auto id : feedback.negative) {
-    const float* v = index->vector(id);
+    const float* v = index->model_vector(id);
     for (int d = 0; d < dim; ++d) sum[d] -= 0.5 * v[d] / static_cast<double>(feedback.negative.size());
   }
   double norm = 0;

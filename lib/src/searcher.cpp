@@ -78,8 +78,8 @@ std::vector<float> Searcher::embed(const std::vector<const Image*>& images) {
 std::vector<float> Searcher::embed_preprocessed(const float* tensors, std::size_t n) {
   if (n == 0) return {};
   const int dim = model_.output_dim();
-  IMGSEARCH_CHECK(dim == index_.dim(), ErrorKind::Mismatch, "model {} gives {}-d vectors, the index holds {}-d",
-                  model_.info().path, dim, index_.dim());
+  IMGSEARCH_CHECK(dim == index_.model_dim(), ErrorKind::Mismatch, "model {} gives {}-d vectors, the index holds {}-d",
+                  model_.info().path, dim, index_.model_dim());
   std::vector<float> out(static_cast<std::size_t>(dim) * n);
   model_.embed(tensors, static_cast<int>(n), out.data());
   return out;
@@ -87,13 +87,14 @@ std::vector<float> Searcher::embed_preprocessed(const float* tensors, std::size_
 
 std::vector<SearchHit> Searcher::search(const float* vector, const SearchOptions& options) const {
   IMGSEARCH_CHECK(options.k >= 1, ErrorKind::InvalidArgument, "k must be at least 1, got {}", options.k);
-  return options.exact ? index_.search_exact(vector, options.k) : index_.search(vector, options.k, options.ef);
+  const QueryExpansion expansion = options.expansion ? *options.expansion : index_.query_expansion();
+  return refined_search(index_, vector, options.k, options.ef, options.exact, expansion);
 }
 
 std::vector<SearchHit> Searcher::search_by_id(std::uint32_t id, const SearchOptions& options) const {
   IMGSEARCH_CHECK(id < index_.size(), ErrorKind::InvalidArgument, "no image with id {} (the index holds {})", id,
                   index_.size());
-  return search(index_.vector(id), options);
+  return search(index_.model_vector(id), options);
 }
 
 }  // namespace imgsearch

@@ -28,9 +28,14 @@ void load(const std::uint8_t* data, std::size_t size) {
       dedup.threads = 1;
       const auto pairs = imgsearch::find_duplicate_pairs(index, dedup);
       imgsearch::group_duplicates(index, pairs, dedup.thresholds, {});
+      // Post-processing (projection, augmentation, expansion) on a model-space vector.
+      std::vector<float> model_query(index.model_vector(0), index.model_vector(0) + index.model_dim());
+      model_query[0] += 0.25f;
       try {
-        index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1, {}}}, query.data(), 1);
+        imgsearch::refined_search(index, model_query.data(), 5, 16, false, {3, 2.0f});
+        index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1, {}}}, model_query.data(), 1);
         index.search(query.data(), 5, 16);
+        index.remove_if([](const imgsearch::IndexEntry& e) { return e.size == 1; }, 1);
       } catch (const imgsearch::Error& e) {
         // Stored vectors need not be normalised: a zero or overflowing query is refused.
         if (e.kind() != imgsearch::ErrorKind::InvalidArgument) throw;

@@ -62,6 +62,18 @@ int main(int argc, char** argv) {
     }
     index.add(entries, f.vectors.data(), 1);
     save_index(index, (out / "index" / (name + ".index")).string());
+    if (n == 12) {  // with every post-processing section (refinement.h)
+      Projection p;
+      p.in_dim = dim;
+      p.out_dim = 2;
+      p.mean.assign(dim, 0.01f);
+      for (int i = 0; i < p.out_dim * dim; ++i) p.matrix.push_back(normal(rng));
+      p.description = "{\"method\":\"seed\"}";
+      index.set_projection(p, 1);
+      index.set_augmentation({2, 3.0f}, 1);
+      index.set_query_expansion({3, 1.0f});
+      save_index(index, (out / "index" / (name + "-refined.index")).string());
+    }
   }
   return 0;
 }

@@ -4,11 +4,13 @@
 #pragma once
 
 #include "imgsearch/index.h"
+#include "imgsearch/refinement.h"
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,10 +30,24 @@ Labels labels_from_parent_folder(const ImageIndex& index);
 Labels labels_from_csv(const ImageIndex& index, const std::string& csv_path, const std::string& id_column,
                        const std::vector<std::string>& label_columns);
 
+// The index entries a query list names (Holidays' queries.txt): one image path a line,
+// relative to the list's folder or absolute; blank lines and lines starting with '#' are
+// skipped. Throws Error(Io/InvalidArgument) naming the list, the line and the image for
+// an image the index does not hold.
+std::vector<std::uint32_t> read_query_list(const ImageIndex& index, const std::string& list_path);
+
+// Whether `learn --holdout F --seed S` keeps this image out of its fit (and `eval --holdout`
+// evaluates it): a seeded hash of the image id (file name without extension) below F, so
+// the split is the same whatever else the index holds and whichever labels are used.
+bool is_held_out(const std::string& image_path, double fraction, std::uint64_t seed);
+
 struct EvalOptions {
   std::vector<int> ks{1, 5, 10, 20};  // P@k for each
   std::size_t queries = 0;            // 0 = every eligible image; else a seeded sample of this many
   std::uint64_t seed = 1;
+  std::vector<std::uint32_t> query_ids;  // non-empty: only these entries are queries (--query-list)
+  bool ns_score = false;  // the UKBench N-S score even when not every label has exactly 4 images
+  std::optional<QueryExpansion> expansion;  // unset: the index's stored default
   int ef = 0;                         // HNSW beam width; 0 = the index's
   int threads = 0;                    // ranking threads (the BLAS has its own); 0 = all cores
   int pr_levels = 21;                 // recall levels 0, 0.05, ..., 1
@@ -46,6 +62,9 @@ struct RankingFigures {
   double map = 0;                      // mean average precision over the full ranking
   double r_precision = 0;              // mean R-precision
   std::vector<double> pr_curve;        // mean interpolated precision at each recall level
+  // UKBench's N-S score: the mean number of the query's group (itself included) in the
+  // top 4 of a ranking that includes the query; -1 when not computed.
+  double ns = -1;
 };
 
 struct LatencyFigures {
@@ -83,6 +102,8 @@ struct EvalReport {
   std::size_t labels = 0;       // distinct labels
   int depth = 0;                // HNSW results taken per query (largest k, at least 10)
   int ef = 0;                   // HNSW beam width used
+  bool query_list = false;      // queries came from EvalOptions::query_ids
+  QueryExpansion expansion;     // applied to every query
   std::vector<int> ks;
   std::vector<double> recall_levels;
   RankingFigures hnsw, exact;

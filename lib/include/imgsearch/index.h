@@ -3,6 +3,7 @@
 
 #include "imgsearch/duplicate_signals.h"
 #include "imgsearch/model.h"
+#include "imgsearch/refinement.h"
 
 #include <cstdint>
 #include <functional>
@@ -46,6 +47,8 @@ class ImageIndex {
   ImageIndex(ImageIndex&&) noexcept;
   ImageIndex& operator=(ImageIndex&&) noexcept;
 
+  // The dimension of the vectors the index searches (vector(), search()): the model's,
+  // or a projection's (refinement.h).
   int dim() const { return dim_; }
   std::size_t size() const { return entries_.size(); }
   const HnswParams& params() const { return params_; }
@@ -71,6 +74,21 @@ class ImageIndex {
   // k best by brute force over every vector, best first.
   std::vector<SearchHit> search_exact(const float* query, int k) const;
 
+  // Post-processing (refinement.h; implemented in refinement.cpp). vector() and search()
+  // are in the search space: projected and augmented; add() takes model vectors, which are
+  // kept (model_vector()) while a projection or augmentation is set.
+  int model_dim() const { return model_dim_; }
+  const float* model_vector(std::size_t id) const;  // model_dim() floats, L2-normalised
+  const Projection& projection() const { return projection_; }
+  const Augmentation& augmentation() const { return augmentation_; }
+  // Each entry's augmentation neighbours, augmentation().k per entry (empty when off).
+  const std::vector<std::uint32_t>& augmentation_neighbours() const { return augmentation_neighbours_; }
+  const QueryExpansion& query_expansion() const { return query_expansion_; }
+  void set_query_expansion(QueryExpansion qe);
+  // Each recomputes every search vector from the model vectors and rebuilds the graph.
+  void set_augmentation(Augmentation augmentation, int threads = 0);
+  void set_projection(Projection projection, int threads = 0);  // Projection{} removes it
+
  private:
   int dim_;
   HnswParams params_;
@@ -78,6 +96,24 @@ class ImageIndex {
   std::vector<IndexEntry> entries_;
   struct Impl;  // the hnswlib graph
   std::unique_ptr<Impl> impl_;
+  // Post-processing state (refinement.cpp).
+  int model_dim_;
+  Projection projection_;
+  Augmentation augmentation_;
+  QueryExpansion query_expansion_;
+  std::vector<float> model_vectors_;  // size() x model_dim_, kept while transformed()
+  std::vector<std::uint32_t> augmentation_neighbours_;
+
+  bool transformed() const { return projection_.enabled() || augmentation_.enabled(); }
+  // add() and remove_if() without post-processing: `vectors` are search vectors.
+  void add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads);
+  // Replaces the graph (and the dimension) with these entries and search vectors.
+  // Changes these entries' search vectors in place (hnswlib repairs their links).
+  void replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors);
+  void rebuild(std::vector<IndexEntry> entries, const float* vectors, int dim, int threads);
+  void add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads);
+  std::size_t remove_transformed(const std::vector<bool>& drop, int threads);
+  std::vector<float> base_vectors() const;  // model vectors, projected: size() x the projected dimension
   friend ImageIndex load_index(const std::string& path);
   friend void detail::write_graph(const ImageIndex&, detail::BinaryFileWriter&);
   friend void detail::restore_graph(ImageIndex&, detail::ByteReader&, const std::uint8_t*);

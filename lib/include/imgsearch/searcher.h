@@ -6,9 +6,11 @@
 #include "imgsearch/image.h"
 #include "imgsearch/index.h"
 #include "imgsearch/model.h"
+#include "imgsearch/refinement.h"
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,8 @@ struct SearchOptions {
   int k = 9;
   int ef = 0;          // HNSW beam width; 0 = the index's default (>= k is enforced)
   bool exact = false;  // brute force over every vector instead of HNSW
+  // Query expansion (refinement.h): unset = the default stored with the index.
+  std::optional<QueryExpansion> expansion;
 };
 
 // Loads the model an index was built with, fixing its preprocessing to the index's:
@@ -50,7 +54,7 @@ class Searcher {
   void preprocess_into(const Image& image, float* tensor) const;
   std::size_t tensor_size() const;
 
-  // One or more images -> L2-normalised embeddings (index().dim() floats each), one
+  // One or more images -> the model's embeddings (index().model_dim() floats each), one
   // forward pass for all of them. Throws Error(Model) when the model fails.
   std::vector<float> embed(const std::vector<const Image*>& images);
   std::vector<float> embed(const Image& image) { return embed(std::vector<const Image*>{&image}); }
@@ -60,9 +64,11 @@ class Searcher {
   std::vector<float> embed_preprocessed(const float* tensors, std::size_t n);
   std::vector<float> embed_file(const std::string& path) { return embed(decode_file(path)); }
 
-  // The ranked hits for an embedding (best first).
+  // The ranked hits for a model embedding (best first), with the index's post-processing:
+  // projection, then query expansion (scores are against the expanded query).
   std::vector<SearchHit> search(const float* vector, const SearchOptions& options) const;
-  // The ranked hits for an indexed image, itself included (rank 1 unless a duplicate ties).
+  // The ranked hits for an indexed image (its model vector searched like a new image's),
+  // itself included: rank 1 unless a duplicate ties or augmentation moved its stored vector.
   std::vector<SearchHit> search_by_id(std::uint32_t id, const SearchOptions& options) const;
 
   std::vector<SearchHit> search_file(const std::string& path, const SearchOptions& options) {

@@ -1,0 +1,144 @@
+// imgsearch learn -i INDEX --labels CSV --id-column COL --label-column COL[+COL...]
+//                 [--dim N] [--shrinkage S] [--holdout F --seed S] | learn -i INDEX --reset
+// Fits a projection on the labelled images (LDA) and stores it with the index: docs/eval.md.
+#include "cli_common.h"
+
+#include <imgsearch/error.h>
+#include <imgsearch/evaluation.h>
+#include <imgsearch/file_scan.h>
+#include <imgsearch/index_io.h>
+#include <imgsearch/index_lock.h>
+#include <imgsearch/learn.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <iostream>
+#include <sstream>
+
+namespace imgsearch::cli {
+
+namespace {
+
+struct LearnArgs {
+  std::string index;
+  std::string labels_csv;
+  std::string id_column = "id";
+  std::string label_column;
+  int dim = 64;
+  double shrinkage = LearnOptions{}.shrinkage;
+  double holdout = 0;
+  std::uint64_t seed = 1;
+  bool reset = false;
+  bool json = false;
+  double wait_lock = 0;
+  int threads = 0;
+};
+
+std::vector<std::string> split_columns(const std::string& text) {
+  std::vector<std::string> out;
+  std::string part;
+  std::istringstream in(text);
+  while (std::getline(in, part, '+')) out.push_back(part);
+  return out;
+}
+
+std::string megabytes(std::uint64_t bytes) { return fmt::format("{:.1f} MB", bytes / 1e6); }
+
+int run_learn(const LearnArgs& args) {
+  std::signal(SIGXFSZ, SIG_IGN);
+  const std::string index_path = resolve_index_path(args.index);
+  if (args.reset && !args.labels_csv.empty())
+    throw_error(ErrorKind::InvalidArgument, "learn: --reset takes no --labels");
+  if (!args.reset && (args.labels_csv.empty() || args.label_column.empty()))
+    throw_error(ErrorKind::InvalidArgument, "learn: give --labels CSV and --label-column COL (or --reset)");
+  const IndexLock lock(index_path, args.wait_lock);
+  ImageIndex index = load_index(index_path);
+
+  if (args.reset) {
+    if (!index.projection().enabled()) {
+      std::printf("%s has no learned projection; nothing to reset\n", index_path.c_str());
+      return kExitOk;
+    }
+    const int before = index.dim();
+    index.set_projection(Projection{}, args.threads);
+    save_index(index, index_path);
+    std::printf("removed the learned projection: %zu images searched with the model's %d-d vectors again (was %d-d)\n",
+                index.size(), index.dim(), before);
+    return kExitOk;
+  }
+
+  const std::vector<std::string> columns = split_columns(args.label_column);
+  const Labels labels = labels_from_csv(index, args.labels_csv, args.id_column, columns);
+  LearnOptions options;
+  options.dim = args.dim;
+  options.shrinkage = args.shrinkage;
+  options.holdout = args.holdout;
+  options.seed = args.seed;
+  options.threads = args.threads;
+  nlohmann::json description = {{"method", "lda"},
+                                {"labels", absolute_path(args.labels_csv)},
+                                {"id_column", args.id_column},
+                                {"label_columns", columns},
+                                {"shrinkage", args.shrinkage},
+                                {"holdout", args.holdout},
+                                {"seed", args.seed}};
+  options.description = description.dump();
+  const auto start = std::chrono::steady_clock::now();
+  const LearnReport r = learn_projection(index, labels, options);
+  save_index(index, index_path);
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (args.json) {
+    description["images"] = r.images;
+    description["labelled"] = r.labelled;
+    description["held_out"] = r.held_out;
+    description["fitted"] = r.fitted;
+    description["label_count"] = r.labels;
+    description["in_dim"] = r.in_dim;
+    description["out_dim"] = r.out_dim;
+    description["fit_seconds"] = r.fit_seconds;
+    description["apply_seconds"] = r.apply_seconds;
+    description["seconds"] = total;
+    description["vector_bytes_before"] = r.vector_bytes_before;
+    description["vector_bytes_after"] = r.vector_bytes_after;
+    std::cout << description.dump() << '\n';
+    return kExitOk;
+  }
+  std::printf("learned an LDA projection %d -> %d dimensions from %zu images with %zu labels (%s), shrinkage %g\n",
+              r.in_dim, r.out_dim, r.fitted, r.labels, args.label_column.c_str(), args.shrinkage);
+  std::printf("images: %zu in the index, %zu labelled, %zu held out (--holdout %g --seed %llu), %zu fitted on\n",
+              r.images, r.labelled, r.held_out, args.holdout, static_cast<unsigned long long>(args.seed), r.fitted);
+  std::printf("every stored vector and every query is projected from now on; new images too\n");
+  std::printf("vectors searched: %s -> %s; the model's vectors stay in the file for `learn --reset`\n",
+              megabytes(r.vector_bytes_before).c_str(), megabytes(r.vector_bytes_after).c_str());
+  std::printf("time: fit %.1f s, projecting and rebuilding the graph %.1f s, %.1f s in all\n", r.fit_seconds,
+              r.apply_seconds, total);
+  return kExitOk;
+}
+
+}  // namespace
+
+void setup_learn(CLI::App& app, Runner& runner) {
+  auto args = std::make_shared<LearnArgs>();
+  app.add_option("-i,--index", args->index, "index file (default: $IMGSEARCH_INDEX, then ./imgsearch.index)");
+  app.add_option("--labels", args->labels_csv, "CSV mapping image ids (file names without extension) to labels");
+  app.add_option("--id-column", args->id_column, "CSV column holding the image id (default id)");
+  app.add_option("--label-column", args->label_column, "CSV label column, or COL+COL... to join several");
+  app.add_option("--dim", args->dim, "output dimension (default 64; at most the number of labels - 1)")
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--shrinkage", args->shrinkage, "within-label scatter shrinkage, 0..1 (default 0.1)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--holdout", args->holdout, "keep this seeded fraction of the labelled images out of the fit")
+      ->check(CLI::Range(0.0, 0.99));
+  app.add_option("--seed", args->seed, "seed for --holdout (default 1)");
+  app.add_flag("--reset", args->reset, "remove the learned projection");
+  app.add_flag("--json", args->json, "print one JSON object");
+  app.add_option("--wait-lock", args->wait_lock, "wait up to this many seconds for another writer (default 0)")
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--threads", args->threads, "threads (default: all cores)")->check(CLI::Range(0, 1024));
+  app.callback([&runner, args] { runner = [args] { return run_learn(*args); }; });
+}
+
+}  // namespace imgsearch::cli

@@ -1,0 +1,67 @@
+// Post-processing stored with an index and applied to every search (docs/eval.md,
+// "Post-processing"): a learned projection and database-side augmentation change the
+// vectors the index searches; alpha query expansion refines every query. The model's own
+// vectors are kept beside them, so each can be changed or undone without the images.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace imgsearch {
+
+class ImageIndex;
+struct SearchHit;
+
+// alpha-QE (Radenovic, Tolias & Chum, 2018): the query is replaced by the normalised sum of
+// itself and its k best hits, each weighted by max(score, 0)^alpha, and searched again.
+struct QueryExpansion {
+  int k = 0;  // 0 = off
+  float alpha = 3;
+  bool enabled() const { return k > 0; }
+};
+
+// Database-side augmentation: each stored vector is replaced by the normalised sum of
+// itself and its k nearest neighbours (by the unaugmented vectors), weighted the same way.
+struct Augmentation {
+  int k = 0;  // 0 = off
+  float alpha = 3;
+  bool enabled() const { return k > 0; }
+};
+
+// A linear map fitted by `imgsearch learn`: y = W (x - mean), then L2-normalised.
+struct Projection {
+  int in_dim = 0, out_dim = 0;  // out_dim 0 = none
+  std::vector<float> mean;      // in_dim
+  std::vector<float> matrix;    // out_dim x in_dim, row-major
+  std::string description;      // JSON object: how it was fitted (informative)
+  bool enabled() const { return out_dim > 0; }
+};
+
+// Limits every loader and setter enforces.
+constexpr int kMaxExpansionK = 1000;
+constexpr float kMaxAlpha = 100;
+
+// Throws Error(InvalidArgument) unless 0 <= k <= kMaxExpansionK and 0 <= alpha <= kMaxAlpha.
+void check_expansion_settings(int k, float alpha, const char* what);
+
+// max(score, 0)^alpha: the weight of a neighbour in QE and augmentation.
+float expansion_weight(float score, float alpha);
+
+// `out` = normalise(query + sum over the first k hits of weight * index.vector(hit)).
+void expand_query(const ImageIndex& index, const float* query, const std::vector<SearchHit>& hits, int k, float alpha,
+                  float* out);
+
+// A model vector (index.model_dim() floats, any norm) in the space the index searches:
+// normalised, projected when the index has a projection, normalised again.
+std::vector<float> to_search_space(const ImageIndex& index, const float* model_vector);
+
+// What `query` does with a model vector: to the search space, search (HNSW, or exact),
+// then `qe` (a second search from the expanded query). Best first. `not_expanded_from`
+// (an entry id, or kNoEntry) is never used to expand: `eval` passes the query image's own
+// entry, so that an indexed image is searched as if it were a new one.
+constexpr std::uint32_t kNoEntry = 0xFFFFFFFFu;
+std::vector<SearchHit> refined_search(const ImageIndex& index, const float* model_vector, int k, int ef, bool exact,
+                                      const QueryExpansion& qe, std::uint32_t not_expanded_from = kNoEntry);
+
+}  // namespace imgsearch

@@ -1,0 +1,374 @@
+// Post-processing: projection, database-side augmentation, query expansion (refinement.h)
+// and the ImageIndex members that keep them correct under add and remove.
+#include "imgsearch/refinement.h"
+
+#include "imgsearch/error.h"
+#include "imgsearch/index.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace imgsearch {
+
+namespace {
+
+constexpr std::uint32_t kNoNeighbour = 0xFFFFFFFFu;  // fewer than k other entries
+
+// Normalises in place; false for a zero or non-finite row.
+bool normalise(float* v, int dim) {
+  double norm = 0;
+  for (int d = 0; d < dim; ++d) norm += double(v[d]) * v[d];
+  if (!std::isfinite(norm) || norm <= 0) return false;
+  const float inv = static_cast<float>(1.0 / std::sqrt(norm));
+  for (int d = 0; d < dim; ++d) v[d] *= inv;
+  return true;
+}
+
+float dot(const float* a, const float* b, int dim) {
+  float s = 0;
+  for (int d = 0; d < dim; ++d) s += a[d] * b[d];
+  return s;
+}
+
+// rows (n x in_dim) -> out (n x out_dim): W (x - mean), each row normalised.
+void project_rows(const Projection& p, const float* rows, std::size_t n, float* out) {
+  if (n == 0) return;
+  std::vector<float> centred(rows, rows + n * p.in_dim);
+  for (std::size_t i = 0; i < n; ++i)
+    for (int d = 0; d < p.in_dim; ++d) centred[i * p.in_dim + d] -= p.mean[d];
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), p.out_dim, p.in_dim, 1.0f, centred.data(),
+              p.in_dim, p.matrix.data(), p.in_dim, 0.0f, out, p.out_dim);
+  for (std::size_t i = 0; i < n; ++i) {
+    // A vector the projection maps to zero has no direction: keep a fixed unit vector so
+    // that it stays searchable (and finite) rather than failing the whole index.
+    if (!normalise(out + i * p.out_dim, p.out_dim)) {
+      std::fill(out + i * p.out_dim, out + (i + 1) * p.out_dim, 0.0f);
+      out[i * p.out_dim] = 1;
+    }
+  }
+}
+
+// The k nearest other rows of `base` (n x dim) for each of `rows`, by exact inner
+// product, best first; kNoNeighbour pads when there are fewer than k others.
+std::vector<std::uint32_t> nearest_neighbours(const float* base, std::size_t n, int dim, int k,
+                                              const std::vector<std::uint32_t>& rows) {
+  std::vector<std::uint32_t> out(rows.size() * k, kNoNeighbour);
+  if (n < 2) return out;
+  const std::size_t block = std::max<std::size_t>(1, std::min<std::size_t>(256, (64u << 20) / (n * sizeof(float))));
+  std::vector<float> queries(block * dim), scores(block * n);
+  std::vector<std::pair<float, std::uint32_t>> scored;
+  for (std::size_t first = 0; first < rows.size(); first += block) {
+    const std::size_t b = std::min(block, rows.size() - first);
+    for (std::size_t j = 0; j < b; ++j)
+      std::memcpy(queries.data() + j * dim, base + static_cast<std::size_t>(rows[first + j]) * dim, sizeof(float) * dim);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(b), static_cast<int>(n), dim, 1.0f,
+                queries.data(), dim, base, dim, 0.0f, scores.data(), static_cast<int>(n));
+    for (std::size_t j = 0; j < b; ++j) {
+      const std::uint32_t self = rows[first + j];
+      const float* row = scores.data() + j * n;
+      scored.clear();
+      for (std::size_t i = 0; i < n; ++i)
+        if (i != self) scored.emplace_back(row[i], static_cast<std::uint32_t>(i));
+      const std::size_t take = std::min<std::size_t>(k, scored.size());
+      std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(take), scored.end(),
+                        [](const auto& a, const auto& c) { return a.first > c.first || (a.first == c.first && a.second < c.second); });
+      for (std::size_t r = 0; r < take; ++r) out[(first + j) * k + r] = scored[r].second;
+    }
+  }
+  return out;
+}
+
+// out = normalise(base[id] + sum of weighted neighbours) for one entry.
+void augment_one(const float* base, int dim, std::uint32_t id, const std::uint32_t* neighbours, int k, float alpha,
+                 float* out) {
+  const float* self = base + static_cast<std::size_t>(id) * dim;
+  std::memcpy(out, self, sizeof(float) * dim);
+  for (int r = 0; r < k; ++r) {
+    if (neighbours[r] == kNoNeighbour) break;
+    const float* v = base + static_cast<std::size_t>(neighbours[r]) * dim;
+    const float w = expansion_weight(dot(self, v, dim), alpha);
+    if (w == 0) continue;
+    for (int d = 0; d < dim; ++d) out[d] += w * v[d];
+  }
+  if (!normalise(out, dim)) std::memcpy(out, self, sizeof(float) * dim);
+}
+
+}  // namespace
+
+void check_expansion_settings(int k, float alpha, const char* what) {
+  IMGSEARCH_CHECK(k >= 0 && k <= kMaxExpansionK, ErrorKind::InvalidArgument, "{}: k must be in 0..{}, not {}", what,
+                  kMaxExpansionK, k);
+  IMGSEARCH_CHECK(std::isfinite(alpha) && alpha >= 0 && alpha <= kMaxAlpha, ErrorKind::InvalidArgument,
+                  "{}: alpha must be in 0..{}, not {}", what, kMaxAlpha, alpha);
+}
+
+float expansion_weight(float score, float alpha) {
+  return score <= 0 ? 0.0f : static_cast<float>(std::pow(static_cast<double>(score), static_cast<double>(alpha)));
+}
+
+void expand_query(const ImageIndex& index, const float* query, const std::vector<SearchHit>& hits, int k, float alpha,
+                  float* out) {
+  const int dim = index.dim();
+  std::memcpy(out, query, sizeof(float) * dim);
+  const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(std::max(k, 0)), hits.size());
+  for (std::size_t r = 0; r < n; ++r) {
+    const float w = expansion_weight(hits[r].score, alpha);
+    if (w == 0) continue;
+    const float* v = index.vector(hits[r].id);
+    for (int d = 0; d < dim; ++d) out[d] += w * v[d];
+  }
+  if (!normalise(out, dim)) std::memcpy(out, query, sizeof(float) * dim);
+}
+
+std::vector<float> to_search_space(const ImageIndex& index, const float* model_vector) {
+  const int model_dim = index.model_dim();
+  std::vector<float> v(model_vector, model_vector + model_dim);
+  IMGSEARCH_CHECK(normalise(v.data(), model_dim), ErrorKind::InvalidArgument, "query: zero or non-finite vector");
+  if (!index.projection().enabled()) return v;
+  std::vector<float> out(static_cast<std::size_t>(index.projection().out_dim));
+  project_rows(index.projection(), v.data(), 1, out.data());
+  return out;
+}
+
+std::vector<SearchHit> refined_search(const ImageIndex& index, const float* model_vector, int k, int ef, bool exact,
+                                      const QueryExpansion& qe, std::uint32_t not_expanded_from) {
+  const std::vector<float> query = to_search_space(index, model_vector);
+  auto run = [&](const float* q, int kk) { return exact ? index.search_exact(q, kk) : index.search(q, kk, ef); };
+  if (!qe.enabled()) return run(query.data(), k);
+  const int extra = not_expanded_from == kNoEntry ? 0 : 1;
+  std::vector<SearchHit> first = run(query.data(), std::max(k, qe.k + extra));
+  first.erase(std::remove_if(first.begin(), first.end(), [&](const SearchHit& h) { return h.id == not_expanded_from; }),
+              first.end());
+  std::vector<float> expanded(query.size());
+  expand_query(index, query.data(), first, qe.k, qe.alpha, expanded.data());
+  return run(expanded.data(), k);
+}
+
+// ---- ImageIndex: the post-processing members ----
+
+const float* ImageIndex::model_vector(std::size_t id) const {
+  if (!transformed()) return vector(id);
+  IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  return model_vectors_.data() + id * static_cast<std::size_t>(model_dim_);
+}
+
+void ImageIndex::set_query_expansion(QueryExpansion qe) {
+  check_expansion_settings(qe.k, qe.alpha, "query expansion");
+  query_expansion_ = qe;
+}
+
+std::vector<float> ImageIndex::base_vectors() const {
+  const std::size_t n = size();
+  // model_vectors_ is filled exactly while post-processing is (or is being) set.
+  const float* model = model_vectors_.empty() && n > 0 ? nullptr : model_vectors_.data();
+  std::vector<float> own;
+  if (!model) {  // the search vectors are the model vectors
+    own.resize(n * static_cast<std::size_t>(model_dim_));
+    for (std::size_t i = 0; i < n; ++i) std::memcpy(own.data() + i * model_dim_, vector(i), sizeof(float) * model_dim_);
+    model = own.data();
+  }
+  if (!projection_.enabled()) return own.empty() ? std::vector<float>(model, model + n * model_dim_) : own;
+  std::vector<float> out(n * static_cast<std::size_t>(projection_.out_dim));
+  project_rows(projection_, model, n, out.data());
+  return out;
+}
+
+namespace {
+int base_dim(const Projection& p, int model_dim) { return p.enabled() ? p.out_dim : model_dim; }
+
+std::vector<std::uint32_t> all_ids(std::size_t n) {
+  std::vector<std::uint32_t> ids(n);
+  for (std::size_t i = 0; i < n; ++i) ids[i] = static_cast<std::uint32_t>(i);
+  return ids;
+}
+}  // namespace
+
+void ImageIndex::set_augmentation(Augmentation augmentation, int threads) {
+  check_expansion_settings(augmentation.k, augmentation.alpha, "augmentation");
+  if (!augmentation.enabled() && !augmentation_.enabled()) return;
+  const std::size_t n = size();
+  if (!transformed()) {  // from here on the model vectors are kept apart
+    model_vectors_.resize(n * static_cast<std::size_t>(model_dim_));
+    for (std::size_t i = 0; i < n; ++i)
+      std::memcpy(model_vectors_.data() + i * model_dim_, vector(i), sizeof(float) * model_dim_);
+  }
+  const int dim = base_dim(projection_, model_dim_);
+  std::vector<float> base = base_vectors();
+  augmentation_ = augmentation;
+  augmentation_neighbours_.clear();
+  if (augmentation.enabled()) {
+    augmentation_neighbours_ = nearest_neighbours(base.data(), n, dim, augmentation.k, all_ids(n));
+    std::vector<float> augmented(base.size());
+    for (std::size_t i = 0; i < n; ++i)
+      augment_one(base.data(), dim, static_cast<std::uint32_t>(i), augmentation_neighbours_.data() + i * augmentation.k,
+                  augmentation.k, augmentation.alpha, augmented.data() + i * dim);
+    base = std::move(augmented);
+  }
+  if (!augmentation.enabled()) augmentation_ = Augmentation{};
+  rebuild(std::vector<IndexEntry>(entries_), base.data(), dim, threads);
+  if (!transformed()) model_vectors_.clear();
+}
+
+void ImageIndex::set_projection(Projection projection, int threads) {
+  if (projection.enabled()) {
+    IMGSEARCH_CHECK(projection.in_dim == model_dim_, ErrorKind::Mismatch,
+                    "projection: takes {}-d vectors, the index holds {}-d", projection.in_dim, model_dim_);
+    IMGSEARCH_CHECK(projection.out_dim >= 1 && projection.out_dim <= projection.in_dim &&
+                        projection.mean.size() == static_cast<std::size_t>(projection.in_dim) &&
+                        projection.matrix.size() == static_cast<std::size_t>(projection.in_dim) * projection.out_dim,
+                    ErrorKind::InvalidArgument, "projection: inconsistent sizes");
+    for (float v : projection.mean) IMGSEARCH_CHECK(std::isfinite(v), ErrorKind::InvalidArgument, "projection: non-finite mean");
+    for (float v : projection.matrix) IMGSEARCH_CHECK(std::isfinite(v), ErrorKind::InvalidArgument, "projection: non-finite matrix");
+  } else {
+    projection = Projection{};
+  }
+  const std::size_t n = size();
+  if (!transformed()) {
+    model_vectors_.resize(n * static_cast<std::size_t>(model_dim_));
+    for (std::size_t i = 0; i < n; ++i)
+      std::memcpy(model_vectors_.data() + i * model_dim_, vector(i), sizeof(float) * model_dim_);
+  }
+  projection_ = std::move(projection);
+  // Neighbours change with the space: set_augmentation recomputes them and rebuilds.
+  const Augmentation augmentation = augmentation_;
+  augmentation_ = Augmentation{};
+  if (augmentation.enabled()) {
+    augmentation_ = augmentation;  // keeps model_vectors_ while it works
+    set_augmentation(augmentation, threads);
+    return;
+  }
+  const std::vector<float> base = base_vectors();
+  rebuild(std::vector<IndexEntry>(entries_), base.data(), base_dim(projection_, model_dim_), threads);
+  if (!transformed()) model_vectors_.clear();
+}
+
+void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+  const std::size_t n = size(), m = entries.size();
+  const int dim = base_dim(projection_, model_dim_);
+  std::vector<float> model_rows(vectors, vectors + m * static_cast<std::size_t>(model_dim_));
+  for (std::size_t i = 0; i < m; ++i)
+    IMGSEARCH_CHECK(normalise(model_rows.data() + i * model_dim_, model_dim_), ErrorKind::InvalidArgument,
+                    "{}: zero or non-finite vector", entries[i].path);
+  std::vector<float> base = base_vectors();  // the n existing, then the m new
+  base.resize((n + m) * static_cast<std::size_t>(dim));
+  if (projection_.enabled()) project_rows(projection_, model_rows.data(), m, base.data() + n * dim);
+  else std::memcpy(base.data() + n * dim, model_rows.data(), sizeof(float) * m * dim);
+
+  if (!augmentation_.enabled()) {
+    add_search_vectors(entries, base.data() + n * dim, threads);
+    model_vectors_.insert(model_vectors_.end(), model_rows.begin(), model_rows.end());
+    return;
+  }
+  // The new entries' neighbourhoods, and every existing entry whose k nearest now include
+  // a new one (its augmented vector changes): one (m x (n + m)) product.
+  const int k = augmentation_.k;
+  const std::size_t total = n + m;
+  std::vector<std::uint32_t> new_ids(m);
+  for (std::size_t j = 0; j < m; ++j) new_ids[j] = static_cast<std::uint32_t>(n + j);
+  std::vector<std::uint32_t> neighbours = augmentation_neighbours_;
+  neighbours.resize(total * k, kNoNeighbour);
+  {
+    const std::vector<std::uint32_t> fresh = nearest_neighbours(base.data(), total, dim, k, new_ids);
+    std::copy(fresh.begin(), fresh.end(), neighbours.begin() + static_cast<std::ptrdiff_t>(n * k));
+  }
+  std::vector<std::uint32_t> changed;
+  if (n > 0) {
+    std::vector<float> scores(m * n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n), dim, 1.0f,
+                base.data() + n * dim, dim, base.data(), dim, 0.0f, scores.data(), static_cast<int>(n));
+    std::vector<std::pair<float, std::uint32_t>> candidates;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint32_t* list = neighbours.data() + i * k;
+      const float* self = base.data() + i * dim;
+      // The k-th neighbour's score: a new entry must beat it to enter the list.
+      float kth = -std::numeric_limits<float>::infinity();
+      if (list[k - 1] != kNoNeighbour) kth = dot(self, base.data() + static_cast<std::size_t>(list[k - 1]) * dim, dim);
+      bool enters = false;
+      for (std::size_t j = 0; j < m && !enters; ++j) enters = scores[j * n + i] > kth;
+      if (!enters) continue;
+      candidates.clear();
+      for (int r = 0; r < k && list[r] != kNoNeighbour; ++r)
+        candidates.emplace_back(dot(self, base.data() + static_cast<std::size_t>(list[r]) * dim, dim), list[r]);
+      for (std::size_t j = 0; j < m; ++j) candidates.emplace_back(scores[j * n + i], static_cast<std::uint32_t>(n + j));
+      const std::size_t take = std::min<std::size_t>(k, candidates.size());
+      std::partial_sort(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(take), candidates.end(),
+                        [](const auto& a, const auto& c) { return a.first > c.first || (a.first == c.first && a.second < c.second); });
+      for (std::size_t r = 0; r < take; ++r) list[r] = candidates[r].second;
+      changed.push_back(static_cast<std::uint32_t>(i));
+    }
+  }
+  std::vector<float> augmented_new(m * dim), augmented_changed(changed.size() * dim);
+  for (std::size_t j = 0; j < m; ++j)
+    augment_one(base.data(), dim, new_ids[j], neighbours.data() + (n + j) * k, k, augmentation_.alpha,
+                augmented_new.data() + j * dim);
+  for (std::size_t c = 0; c < changed.size(); ++c)
+    augment_one(base.data(), dim, changed[c], neighbours.data() + static_cast<std::size_t>(changed[c]) * k, k,
+                augmentation_.alpha, augmented_changed.data() + c * dim);
+  add_search_vectors(entries, augmented_new.data(), threads);
+  replace_search_vectors(changed, augmented_changed.data());
+  model_vectors_.insert(model_vectors_.end(), model_rows.begin(), model_rows.end());
+  augmentation_neighbours_ = std::move(neighbours);
+}
+
+std::size_t ImageIndex::remove_transformed(const std::vector<bool>& drop, int threads) {
+  const std::size_t n = size();
+  std::vector<std::uint32_t> new_id(n, kNoNeighbour);
+  std::vector<std::uint32_t> keep;
+  for (std::size_t i = 0; i < n; ++i)
+    if (!drop[i]) {
+      new_id[i] = static_cast<std::uint32_t>(keep.size());
+      keep.push_back(static_cast<std::uint32_t>(i));
+    }
+  const std::size_t removed = n - keep.size();
+  if (removed == 0) return 0;
+  const int dim = dim_;
+  std::vector<float> rows(keep.size() * dim);  // the kept entries' search vectors
+  std::vector<IndexEntry> kept;
+  kept.reserve(keep.size());
+  for (std::size_t j = 0; j < keep.size(); ++j) {
+    std::memcpy(rows.data() + j * dim, vector(keep[j]), sizeof(float) * dim);
+    kept.push_back(entries_[keep[j]]);
+    if (j != keep[j])
+      std::memcpy(model_vectors_.data() + j * model_dim_, model_vectors_.data() + keep[j] * static_cast<std::size_t>(model_dim_),
+                  sizeof(float) * model_dim_);
+  }
+  model_vectors_.resize(keep.size() * static_cast<std::size_t>(model_dim_));
+
+  if (augmentation_.enabled()) {
+    // Entries that lost a neighbour get a new neighbourhood and a new augmented vector;
+    // the others keep theirs (their neighbours are all still there).
+    const int k = augmentation_.k;
+    std::vector<std::uint32_t> neighbours(keep.size() * k, kNoNeighbour);
+    std::vector<std::uint32_t> changed;
+    for (std::size_t j = 0; j < keep.size(); ++j) {
+      const std::uint32_t* old = augmentation_neighbours_.data() + static_cast<std::size_t>(keep[j]) * k;
+      bool lost = false;  // a short list (fewer than k others) stays short: only a dropped member matters
+      for (int r = 0; r < k && old[r] != kNoNeighbour; ++r) {
+        if (new_id[old[r]] == kNoNeighbour) lost = true;
+        neighbours[j * k + r] = new_id[old[r]];
+      }
+      if (lost) changed.push_back(static_cast<std::uint32_t>(j));
+    }
+    // The kept entries' base vectors, from the compacted model vectors.
+    std::vector<float> base(keep.size() * static_cast<std::size_t>(dim));
+    if (projection_.enabled()) project_rows(projection_, model_vectors_.data(), keep.size(), base.data());
+    else std::memcpy(base.data(), model_vectors_.data(), sizeof(float) * base.size());
+    const std::vector<std::uint32_t> fresh = nearest_neighbours(base.data(), keep.size(), dim, k, changed);
+    for (std::size_t c = 0; c < changed.size(); ++c) {
+      std::copy(fresh.begin() + static_cast<std::ptrdiff_t>(c * k), fresh.begin() + static_cast<std::ptrdiff_t>((c + 1) * k),
+                neighbours.begin() + static_cast<std::ptrdiff_t>(changed[c] * static_cast<std::size_t>(k)));
+      augment_one(base.data(), dim, changed[c], neighbours.data() + static_cast<std::size_t>(changed[c]) * k, k,
+                  augmentation_.alpha, rows.data() + static_cast<std::size_t>(changed[c]) * dim);
+    }
+    augmentation_neighbours_ = std::move(neighbours);
+  }
+  // hnswlib only marks deletions; rebuilding keeps the graph clean and ids dense.
+  rebuild(std::move(kept), rows.data(), dim, threads);
+  return removed;
+}
+
+}  // namespace imgsearch

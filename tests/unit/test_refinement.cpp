@@ -1,0 +1,199 @@
+// Post-processing stored with an index (refinement.h): augmentation and projection survive a
+// save and load, stay equal to a full recomputation under add and remove, undo exactly, and
+// hostile post-processing sections with valid checksums are refused by the loader.
+#include "container_edit.h"
+#include "test_helpers.h"
+
+#include <imgsearch/error.h>
+#include <imgsearch/index.h>
+#include <imgsearch/index_io.h>
+#include <imgsearch/refinement.h>
+
+#include <catch2/catch.hpp>
+
+#include <limits>
+#include <random>
+
+using namespace imgsearch;
+using test::Container;
+
+namespace {
+
+constexpr int kDim = 12;
+
+// Clustered vectors (8 centres) so that neighbourhoods mean something.
+std::vector<float> clustered(std::size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> centres(8 * kDim);
+  for (float& v : centres) v = normal(rng);
+  std::vector<float> out(n * kDim);
+  for (std::size_t i = 0; i < n; ++i)
+    for (int d = 0; d < kDim; ++d) out[i * kDim + d] = centres[(i % 8) * kDim + d] + 0.4f * normal(rng);
+  return out;
+}
+
+std::vector<IndexEntry> entries(std::size_t first, std::size_t n) {
+  std::vector<IndexEntry> e(n);
+  for (std::size_t i = 0; i < n; ++i) e[i] = {"/img/" + std::to_string(first + i) + ".jpg", first + i, 1, {}};
+  return e;
+}
+
+ImageIndex empty_index() {
+  HnswParams params;
+  params.M = 8;
+  params.ef_construction = 64;
+  ModelInfo model;
+  model.name = "unit";
+  model.output_dim = kDim;
+  return ImageIndex(kDim, params, model);
+}
+
+Projection some_projection(unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  Projection p;
+  p.in_dim = kDim;
+  p.out_dim = 5;
+  p.mean.assign(kDim, 0.05f);
+  for (int i = 0; i < p.out_dim * kDim; ++i) p.matrix.push_back(normal(rng));
+  p.description = "{}";
+  return p;
+}
+
+// Every search vector of `a` equals the one of the entry with the same path in `b`.
+void check_same_vectors(const ImageIndex& a, const ImageIndex& b) {
+  REQUIRE(a.size() == b.size());
+  REQUIRE(a.dim() == b.dim());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    std::size_t j = 0;
+    while (b.entry(j).path != a.entry(i).path) ++j;
+    for (int d = 0; d < a.dim(); ++d) REQUIRE(a.vector(i)[d] == Approx(b.vector(j)[d]).margin(1e-5));
+    for (int d = 0; d < a.model_dim(); ++d) REQUIRE(a.model_vector(i)[d] == Approx(b.model_vector(j)[d]).margin(1e-6));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("augmentation and projection under add and remove equal a full recomputation", "[refinement]") {
+  const std::vector<float> v = clustered(300, 3);
+  for (bool project : {false, true}) {
+    INFO("projection " << project);
+    ImageIndex incremental = empty_index();
+    incremental.add(entries(0, 200), v.data(), 1);
+    if (project) incremental.set_projection(some_projection(5), 1);
+    incremental.set_augmentation({4, 3.0f}, 1);
+    incremental.add(entries(200, 100), v.data() + 200 * kDim, 1);
+    incremental.remove_if([](const IndexEntry& e) { return e.size % 7 == 0; }, 1);
+
+    ImageIndex full = empty_index();
+    full.add(entries(0, 300), v.data(), 1);
+    full.remove_if([](const IndexEntry& e) { return e.size % 7 == 0; }, 1);
+    if (project) full.set_projection(some_projection(5), 1);
+    full.set_augmentation({4, 3.0f}, 1);
+    check_same_vectors(incremental, full);
+    CHECK(incremental.dim() == (project ? 5 : kDim));
+
+    // Saved and loaded: the same vectors, settings and rankings.
+    test::TempDir dir;
+    const std::string path = dir.file("r.index");
+    incremental.set_query_expansion({3, 1.0f});
+    save_index(incremental, path);
+    const ImageIndex loaded = load_index(path);
+    check_same_vectors(loaded, incremental);
+    CHECK(loaded.augmentation().k == 4);
+    CHECK(loaded.query_expansion().k == 3);
+    CHECK(loaded.query_expansion().alpha == 1.0f);
+    CHECK(loaded.projection().enabled() == project);
+    CHECK(loaded.augmentation_neighbours() == incremental.augmentation_neighbours());
+    const auto a = refined_search(loaded, v.data() + 5 * kDim, 10, 0, true, loaded.query_expansion());
+    const auto b = refined_search(incremental, v.data() + 5 * kDim, 10, 0, true, incremental.query_expansion());
+    REQUIRE(a.size() == b.size());
+    for (std::size_t r = 0; r < a.size(); ++r) CHECK(a[r].id == b[r].id);
+
+    // Undone: the model vectors are searched again, exactly.
+    ImageIndex undone = load_index(path);
+    undone.set_augmentation({}, 1);
+    undone.set_projection({}, 1);
+    CHECK(undone.dim() == kDim);
+    for (std::size_t i = 0; i < undone.size(); ++i)
+      for (int d = 0; d < kDim; ++d) REQUIRE(undone.vector(i)[d] == undone.model_vector(i)[d]);
+  }
+}
+
+TEST_CASE("query expansion moves the query towards its best hits", "[refinement]") {
+  const std::vector<float> v = clustered(200, 9);
+  ImageIndex index = empty_index();
+  index.add(entries(0, 200), v.data(), 1);
+  const auto plain = refined_search(index, v.data(), 20, 0, true, {});
+  const auto expanded = refined_search(index, v.data(), 20, 0, true, {5, 3.0f});
+  REQUIRE(plain.size() == 20);
+  REQUIRE(expanded.size() == 20);
+  CHECK(plain[0].id == 0);
+  // Same cluster (i % 8 == 0) for every hit of both: the clusters are well apart.
+  for (const auto& h : expanded) CHECK(h.id % 8 == 0);
+  CHECK_THROWS_AS(index.set_query_expansion({-1, 3.0f}), Error);
+  CHECK_THROWS_AS(index.set_augmentation({2, std::numeric_limits<float>::quiet_NaN()}), Error);
+}
+
+TEST_CASE("hostile post-processing sections with valid checksums", "[refinement][hostile]") {
+  test::TempDir dir;
+  const std::string good = dir.file("good.index"), bad = dir.file("bad.index");
+  const std::vector<float> v = clustered(50, 4);
+  ImageIndex index = empty_index();
+  index.add(entries(0, 50), v.data(), 1);
+  index.set_projection(some_projection(2), 1);
+  index.set_augmentation({3, 2.0f}, 1);
+  index.set_query_expansion({2, 3.0f});
+  save_index(index, good);
+  const Container ok = Container::parse(test::read_bytes(good));
+  auto expect = [&](const Container& c, const std::string& what) {
+    c.save(bad);
+    try {
+      load_index(bad);
+    } catch (const Error& e) {
+      INFO(e.what());
+      CHECK(e.kind() == ErrorKind::Format);
+      CHECK(std::string(e.what()).rfind(bad + ": ", 0) == 0);
+      CHECK_THAT(e.what(), Catch::Matchers::Contains(what));
+      return;
+    }
+    FAIL("loaded a hostile file: " << what);
+  };
+  Container c = ok;
+  test::put<std::uint32_t>(c.section("AUGMENT").data, 8 + 4 * 7, 50);  // a neighbour id out of range
+  expect(c, "has bad neighbour 50");
+  c = ok;
+  test::put<std::uint32_t>(c.section("AUGMENT").data, 8 + 4 * 3, 1);  // entry 1 lists itself
+  expect(c, "entry 1 has bad neighbour 1");
+  c = ok;
+  test::put<std::uint32_t>(c.section("AUGMENT").data, 0, 5000);
+  expect(c, "k 5000 out of range");
+  c = ok;
+  test::put<float>(c.section("AUGMENT").data, 4, std::numeric_limits<float>::infinity());
+  expect(c, "alpha out of range");
+  c = ok;
+  c.section("AUGMENT").data.resize(c.section("AUGMENT").data.size() - 4);
+  expect(c, "not 50 x 3 neighbours");
+  c = ok;
+  test::put<std::uint32_t>(c.section("QUERYEXP").data, 0, 0);
+  expect(c, "corrupt section QUERYEXP: k 0 out of range");
+  c = ok;
+  test::put<std::uint32_t>(c.section("PROJECT").data, 4, 13);  // out_dim above in_dim
+  expect(c, "does not fit 12-d vectors");
+  c = ok;
+  test::put<float>(c.section("PROJECT").data, c.section("PROJECT").data.size() - 4, std::numeric_limits<float>::quiet_NaN());
+  expect(c, "projection matrix holds NaN or infinity");
+  c = ok;
+  c.section("PROJECT").data.resize(c.section("PROJECT").data.size() - 8);
+  expect(c, "projection matrix too short");
+  c = ok;
+  test::put<std::uint32_t>(c.section("SRCHVECS").data, 0, 12);
+  expect(c, "corrupt section SRCHVECS: dimension does not match the projection");
+  c = ok;
+  test::put<float>(c.section("SRCHVECS").data, 4 + 4 * 7, std::numeric_limits<float>::infinity());
+  expect(c, "vector 1 holds NaN or infinity");
+  c = ok;
+  c.drop("SRCHVECS");
+  expect(c, "missing section SRCHVECS");
+}
