@@ -89,8 +89,11 @@ cp "$WORK/out" reset.json
 "$PYTHON" - base.json reset.json <<'PY'
 import json, sys
 base, reset = (json.load(open(p)) for p in sys.argv[1:])
+# The exact ranking is a function of the vectors alone: identical. The HNSW graph was
+# rebuilt (in parallel, so its links may differ), so its figures agree closely.
 for key in ("mAP", "P@10", "P@1"):
-    assert abs(base[key] - reset[key]) < 1e-9, (key, base[key], reset[key])
+    assert abs(base["exact"][key] - reset["exact"][key]) < 1e-9, (key, base["exact"][key], reset["exact"][key])
+    assert abs(base[key] - reset[key]) < 0.005, (key, base[key], reset[key])
 assert reset["post_processing"]["projection"] is None
 PY
 

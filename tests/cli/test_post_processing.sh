@@ -48,7 +48,8 @@ for i in range(nsec):
     tag, off, size, _ = struct.unpack_from("<8sQQQ", data, 16 + 32 * i)
     tags[tag.rstrip(b"\0").decode()] = (off, size)
 assert version == 2, version
-assert {"META", "VECS", "ENTRIES", "GRAPH", "SRCHVECS", "AUGMENT", "QUERYEXP"} == set(tags), tags
+# (DUPSIGS, dedup's signals, is informational and not part of post-processing.)
+assert {"META", "VECS", "ENTRIES", "GRAPH", "SRCHVECS", "AUGMENT", "QUERYEXP"} == set(tags) - {"DUPSIGS"}, tags
 off, size = tags["META"]
 meta = json.loads(data[off:off + size])
 assert meta["requires"] == ["augmentation", "query_expansion"], meta
