@@ -106,8 +106,8 @@ def metadata_json(meta):
 
 
 def make_metadata(torch, name, weights, output_dim, input_size, resize,
-                  mean, std):
-    return {
+                  mean, std, quantization=None):
+    meta = {
         "format": META_FORMAT,
         "version": META_VERSION,
         "name": name,
@@ -123,6 +123,10 @@ def make_metadata(torch, name, weights, output_dim, input_size, resize,
         "torch_version": str(torch.__version__),
         "exported_by": EXPORTED_BY,
     }
+    if quantization:
+        # imgsearch reads "quantized" to pick int8 inference (--precision auto).
+        meta.update(quantization)
+    return meta
 
 
 _EXTRA_RE = re.compile(r"^[^/]+/extra/(.+)$")
@@ -336,6 +340,93 @@ def check_close(torch, ref, out, what):
     return err, scale
 
 
+
+# ----------------------------------------------------------------------------
+# int8 post-training quantisation
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff",
+                    ".ppm", ".pgm", ".gif")
+QUANT_ENGINE = "onednn"
+
+
+def calibration_files(directory, count):
+    """COUNT image paths spread evenly over the sorted recursive listing of
+    DIRECTORY: deterministic, and it covers every sub-folder (class) of a
+    sorted collection rather than the first few."""
+    if not os.path.isdir(directory):
+        raise ExportError(f"--calibrate {directory}: not a directory")
+    files = []
+    for root, dirs, names in os.walk(directory):
+        dirs.sort()
+        for n in sorted(names):
+            if n.lower().endswith(IMAGE_EXTENSIONS):
+                files.append(os.path.join(root, n))
+    if not files:
+        raise ExportError(f"--calibrate {directory}: no images found "
+                          f"(extensions: {' '.join(IMAGE_EXTENSIONS)})")
+    if len(files) <= count:
+        return files
+    step = len(files) / count
+    return [files[int(i * step)] for i in range(count)]
+
+
+def load_calibration_batch(torch, paths, size, resize, mean, std):
+    """The model's own preprocessing (docs/design.md): RGB, shorter side to
+    RESIZE with antialiased bilinear, centre crop SIZE, /255, mean/std."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ExportError("--calibrate needs PIL (python3-pil) to read images")
+    tensors, skipped = [], 0
+    m = torch.tensor(mean).view(3, 1, 1)
+    s = torch.tensor(std).view(3, 1, 1)
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                w, h = im.size
+                scale = resize / min(w, h)
+                nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+                im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+                left, top = (nw - size) // 2, (nh - size) // 2
+                im = im.crop((left, top, left + size, top + size))
+                data = torch.frombuffer(bytearray(im.tobytes()),
+                                        dtype=torch.uint8)
+        except Exception as e:  # one bad image never aborts the export
+            warn(f"{path}: skipped for calibration ({short_error(e)})")
+            skipped += 1
+            continue
+        x = data.view(size, size, 3).permute(2, 0, 1).float() / 255.0
+        tensors.append((x - m) / s)
+    if not tensors:
+        raise ExportError("no calibration image could be read")
+    return torch.stack(tensors), skipped
+
+
+def quantize_int8(torch, model, example, batch, arch):
+    """FX static post-training quantisation for oneDNN: per-channel int8
+    weights, uint8 activations observed (histogram) on BATCH."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import prepare_fx, convert_fx
+    if QUANT_ENGINE not in torch.backends.quantized.supported_engines:
+        raise ExportError(
+            f"this torch has no '{QUANT_ENGINE}' quantized engine (it has "
+            f"{', '.join(torch.backends.quantized.supported_engines)}); "
+            "imgsearch runs int8 models with oneDNN")
+    torch.backends.quantized.engine = QUANT_ENGINE
+    try:
+        prepared = prepare_fx(model, get_default_qconfig_mapping(QUANT_ENGINE),
+                              example_inputs=(example,))
+        with torch.no_grad():
+            for chunk in batch.split(16):
+                prepared(chunk)
+        return convert_fx(prepared)
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"quantising {arch} failed: {short_error(e)}")
+
+
 def cmd_export(args):
     t0 = time.monotonic()
     torch, torchvision = import_torch()
@@ -347,6 +438,22 @@ def cmd_export(args):
     if args.batch_example < 1:
         raise ExportError("--batch-example must be >= 1")
     check_sizes(size, resize)
+    mean = args.mean if args.mean is not None else IMAGENET_MEAN
+    std = args.std if args.std is not None else IMAGENET_STD
+    if any(v <= 0 for v in std):
+        raise ExportError("--std values must be positive")
+    if args.quantize == "int8" and not args.calibrate:
+        raise ExportError("--quantize int8 needs --calibrate DIR: a folder of "
+                          "your own images to measure activation ranges on")
+    if args.calibrate and args.quantize != "int8":
+        raise ExportError("--calibrate is only used with --quantize int8")
+    if args.calibrate_count < 1:
+        raise ExportError("--calibrate-count must be >= 1")
+    calibration = None
+    if args.quantize == "int8":
+        paths = calibration_files(args.calibrate, args.calibrate_count)
+        calibration, skipped = load_calibration_batch(
+            torch, paths, size, resize, mean, std)
 
     torch.manual_seed(args.seed)
     model, weights_tag = build_model(torch, torchvision, arch, args.weights)
@@ -355,6 +462,10 @@ def cmd_export(args):
     gen = torch.Generator().manual_seed(args.seed)
     example = torch.randn(args.batch_example, 3, size, size, generator=gen)
     check_batches = [2] if args.batch_example != 2 else [2, 3]
+    quantization = None
+    if calibration is not None:
+        return export_int8(torch, args, model, example, calibration, skipped,
+                           dim, size, resize, mean, std, weights_tag, t0)
     with torch.no_grad():
         try:
             traced = torch.jit.trace(model, example, check_trace=False)
@@ -375,7 +486,49 @@ def cmd_export(args):
             check_close(torch, ref, out, f"{arch} batch {n}")
 
     meta = make_metadata(torch, args.name or arch, weights_tag, dim, size,
-                         resize, IMAGENET_MEAN, IMAGENET_STD)
+                         resize, mean, std, quantization)
+    save_atomic(torch, module, args.output,
+                {META_NAME: metadata_json(meta)})
+    output_summary(args.output, meta, time.monotonic() - t0)
+    return 0
+
+
+def export_int8(torch, args, model, example, calibration, skipped, dim,
+                size, resize, mean, std, weights_tag, t0):
+    arch = args.arch
+    n_cal = calibration.shape[0]
+    note(f"calibrating {arch} int8 ({QUANT_ENGINE}) on {n_cal} images from "
+         f"{args.calibrate}" + (f" ({skipped} unreadable)" if skipped else ""))
+    with torch.no_grad():
+        reference = model(calibration)
+        quantized = quantize_int8(torch, model, example, calibration, arch)
+        try:
+            module = torch.jit.trace(quantized, example,
+                                     check_trace=False).eval()
+        except Exception as e:
+            raise ExportError(f"tracing the int8 {arch} failed: "
+                              f"{short_error(e)}")
+        out = module(calibration)
+    if out.shape != reference.shape or not torch.isfinite(out).all():
+        raise ExportError(f"int8 {arch}: output shape {tuple(out.shape)} or "
+                          "values are wrong (NaN/Inf)")
+    # Agreement with fp32 on the calibration images: what retrieval sees
+    # (cosine of the embeddings, which imgsearch L2-normalises).
+    cos = torch.nn.functional.cosine_similarity(out, reference, dim=1)
+    note(f"int8 vs fp32 on the calibration images: cosine mean "
+         f"{cos.mean().item():.4f}, min {cos.min().item():.4f}")
+    if cos.mean().item() < 0.9:
+        warn("int8 embeddings differ much from fp32 (mean cosine < 0.9); "
+             "check that --mean/--std match the weights and that --calibrate "
+             "holds representative images")
+    quantization = {
+        "quantized": "int8",
+        "quantized_engine": QUANT_ENGINE,
+        "calibration_images": int(n_cal),
+        "calibration_cosine_mean": round(cos.mean().item(), 5),
+    }
+    meta = make_metadata(torch, args.name or arch, weights_tag, dim, size,
+                         resize, mean, std, quantization)
     save_atomic(torch, module, args.output,
                 {META_NAME: metadata_json(meta)})
     output_summary(args.output, meta, time.monotonic() - t0)
@@ -599,6 +752,29 @@ def build_parser():
         a.add_argument("--resize", type=int, default=None, metavar="R",
                        help="shorter side is resized to R before the crop "
                             "(default: 256 for 224, i.e. S/0.875)")
+        a.add_argument("--mean", default=None, metavar="R,G,B",
+                       type=lambda s: parse_triple(s, "--mean"),
+                       help="per-channel mean the weights expect, recorded "
+                            "in the metadata (default: ImageNet's "
+                            "0.485,0.456,0.406)")
+        a.add_argument("--std", default=None, metavar="R,G,B",
+                       type=lambda s: parse_triple(s, "--std"),
+                       help="per-channel std (default: ImageNet's "
+                            "0.229,0.224,0.225)")
+        a.add_argument("--quantize", choices=["none", "int8"], default="none",
+                       help="int8: static post-training quantisation "
+                            "(FX, oneDNN engine; int8 weights per channel, "
+                            "uint8 activations) calibrated on --calibrate. "
+                            "imgsearch runs such a file in int8 with "
+                            "--precision auto")
+        a.add_argument("--calibrate", default=None, metavar="DIR",
+                       help="folder of your own images (searched "
+                            "recursively) to calibrate activation ranges "
+                            "on, preprocessed as the model's metadata says")
+        a.add_argument("--calibrate-count", type=int, default=200,
+                       metavar="N",
+                       help="number of images taken from --calibrate, "
+                            "spread evenly over its sorted listing")
 
     i = sub.add_parser(
         "import", help="add imgsearch metadata to an existing TorchScript "

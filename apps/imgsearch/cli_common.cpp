@@ -54,8 +54,9 @@ void ModelArgs::add_to(CLI::App& app) {
   app.add_option("--input-size", input_size, "crop size the model expects (default 224)")->check(CLI::Range(16, 4096));
   app.add_option("--resize", resize, "shorter side is resized to this before the crop (default 256)")
       ->check(CLI::Range(16, 8192));
-  app.add_option("--precision", precision, "inference precision: auto (bf16 where the CPU has it natively), fp32, bf16")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  app.add_option("--precision", precision, "inference precision: auto (int8 for a quantised model file, else bf16 where the CPU has it "
+                 "natively, else fp32), fp32, bf16, int8 (quantised model files only)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "int8"}));
   app.add_option("--threads", threads, "worker and inference threads (default: all cores)")->check(CLI::Range(0, 1024));
   app.add_option("--max-pixels", max_pixels, "refuse images with more pixels than this (default 100000000)")
       ->check(CLI::PositiveNumber);

@@ -93,11 +93,9 @@ std::string post_processing_text(const ImageIndex& index, const EvalReport& repo
 
 // An index's precision is not recorded in the file; when eval indexed the folders itself
 // it knows the precision it extracted with.
-std::string precision_text(const EvalArgs& args) {
+std::string precision_text(const EvalArgs& args, const ModelInfo& model) {
   if (args.inputs.empty()) return "not recorded in the index";
-  Precision p = parse_precision(args.model.precision);
-  if (p == Precision::Auto) p = cpu_has_native_bf16() ? Precision::Bf16 : Precision::Fp32;
-  return to_string(p);
+  return to_string(resolve_precision(parse_precision(args.model.precision), model));
 }
 
 std::string model_text(const ModelInfo& m) {
@@ -287,7 +285,7 @@ int run_eval(const EvalArgs& args) {
 
   const ModelInfo& m = index.model();
   const HnswParams& h = index.params();
-  const std::string precision = precision_text(args);
+  const std::string precision = precision_text(args, m);
   const bool sampled = report.queries < report.eligible;
 
   if (args.json) {

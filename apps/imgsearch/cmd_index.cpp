@@ -23,7 +23,7 @@ namespace {
 struct IndexArgs {
   std::vector<std::string> inputs;
   std::string index;
-  std::string from_features;
+  std::vector<std::string> from_features;  // one file, or the shards of `extract --shard`
   bool rebuild = false;
   int batch_size = 8;
   double wait_lock = 0;  // seconds to wait for another writer; 0 fails at once
@@ -113,31 +113,58 @@ int index_settings_only(const IndexArgs& args, const std::string& index_path) {
   return kExitOk;
 }
 
+// Merges one or more features files (shards) into the index, one file at a time so that
+// only one shard's vectors are in memory besides the index. Every file must come from the
+// same model file (content hash) as the first and as an existing index.
 int index_from_features(const IndexArgs& args, const std::string& index_path) {
-  FeatureSet features = read_features_file(args.from_features);
   std::optional<ImageIndex> index;
+  std::string model_source;  // what the first model came from, for the mismatch message
   if (!args.rebuild && std::filesystem::exists(index_path)) {
     index.emplace(load_index(index_path));
-    if (index->model().content_hash != features.model.content_hash || index->model_dim() != features.dim)
-      throw_error(ErrorKind::Mismatch, "{}: built with model {} ({}), but {} holds features of {} ({}); use --rebuild",
-                  index_path, index->model().path, index->model().content_hash, args.from_features,
-                  features.model.path, features.model.content_hash);
-  } else {
-    index.emplace(features.dim, args.hnsw, features.model);
+    model_source = index_path;
   }
-  std::unordered_map<std::string, std::size_t> position;
-  for (std::size_t i = 0; i < features.size(); ++i) position[features.paths[i]] = i;
-  const std::size_t updated = index->remove_if([&](const IndexEntry& e) { return position.count(e.path) > 0; }, args.model.threads);
-  std::vector<IndexEntry> entries(features.size());
-  for (std::size_t i = 0; i < features.size(); ++i) {
-    // The images need not be on this machine: then size and mtime stay 0.
-    if (!file_identity(features.paths[i], entries[i])) entries[i].path = features.paths[i];
+  std::unordered_set<std::string> merged;  // paths taken from earlier files of this run
+  std::size_t added = 0, updated = 0, duplicates = 0;
+  for (const std::string& file : args.from_features) {
+    FeatureSet features = read_features_file(file);
+    if (!index) {
+      index.emplace(features.dim, args.hnsw, features.model);
+      model_source = file;
+    } else if (index->model().content_hash != features.model.content_hash || index->model_dim() != features.dim) {
+      throw_error(ErrorKind::Mismatch,
+                  "{}: holds features of model {} ({}, {}-d), but {} has model {} ({}, {}-d); features from different "
+                  "models cannot be mixed{}",
+                  file, features.model.path, features.model.content_hash, features.dim, model_source,
+                  index->model().path, index->model().content_hash, index->model_dim(),
+                  model_source == index_path ? " (use --rebuild to start a new index)" : "");
+    }
+    std::unordered_map<std::string, std::size_t> position;
+    for (std::size_t i = 0; i < features.size(); ++i) position[features.paths[i]] = i;
+    std::size_t repeated = 0;  // the same image in an earlier file of this run: the later wins
+    const std::size_t replaced = index->remove_if(
+        [&](const IndexEntry& e) {
+          if (!position.count(e.path)) return false;
+          repeated += merged.count(e.path);
+          return true;
+        },
+        args.model.threads);
+    updated += replaced - repeated;
+    duplicates += repeated;
+    std::vector<IndexEntry> entries(features.size());
+    for (std::size_t i = 0; i < features.size(); ++i) {
+      // The images need not be on this machine: then size and mtime stay 0.
+      if (!file_identity(features.paths[i], entries[i])) entries[i].path = features.paths[i];
+      merged.insert(features.paths[i]);
+    }
+    index->add(entries, features.vectors.data(), args.model.threads);
+    added += features.size() - replaced;
   }
-  index->add(entries, features.vectors.data(), args.model.threads);
   apply_post_processing(args, *index, stdout);
+  if (duplicates)
+    report_problem(fmt::format("{} images were in more than one features file; the later file's vectors were kept",
+                               duplicates));
   save_index(*index, index_path);
-  std::printf("added %zu, updated %zu, removed 0, unchanged %zu\n", features.size() - updated, updated,
-              index->size() - features.size());
+  std::printf("added %zu, updated %zu, removed 0, unchanged %zu\n", added, updated, index->size() - merged.size());
   return kExitOk;
 }
 
@@ -317,7 +344,10 @@ void setup_index(CLI::App& app, Runner& runner) {
   auto args = std::make_shared<IndexArgs>();
   app.add_option("paths", args->inputs, "image folders and files to index ('-' reads paths from stdin)");
   app.add_option("-i,--index", args->index, "index file (default: $IMGSEARCH_INDEX, then ./imgsearch.index)");
-  app.add_option("--from-features", args->from_features, "build from an `imgsearch extract` output, without the model");
+  app.add_option("--from-features", args->from_features,
+                 "build from `imgsearch extract` outputs, without the model: one file, or the shards of "
+                 "`extract --shard` (all from the same model file)")
+      ->expected(1, -1);
   app.add_flag("--rebuild", args->rebuild, "ignore the existing index and start over");
   app.add_option("--wait-lock", args->wait_lock,
                  "when another imgsearch is writing this index, wait up to this many seconds (default 0: fail at once)")

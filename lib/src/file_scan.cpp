@@ -1,5 +1,6 @@
 #include "imgsearch/file_scan.h"
 
+#include "imgsearch/error.h"
 #include "imgsearch/image.h"
 
 #include <algorithm>
@@ -95,6 +96,18 @@ ScanResult collect_image_files(const std::vector<std::string>& inputs) {
   }
   result.files = std::move(unique);
   return result;
+}
+
+std::vector<std::string> select_shard(std::vector<std::string> files, int shard, int count) {
+  IMGSEARCH_CHECK(count >= 1 && shard >= 0 && shard < count, ErrorKind::InvalidArgument,
+                  "bad shard {}/{}: expected I/N with 0 <= I < N", shard, count);
+  std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
+  const std::size_t n = files.size();
+  const std::size_t begin = n * static_cast<std::size_t>(shard) / static_cast<std::size_t>(count);
+  const std::size_t end = n * (static_cast<std::size_t>(shard) + 1) / static_cast<std::size_t>(count);
+  return std::vector<std::string>(std::make_move_iterator(files.begin() + static_cast<std::ptrdiff_t>(begin)),
+                                  std::make_move_iterator(files.begin() + static_cast<std::ptrdiff_t>(end)));
 }
 
 }  // namespace imgsearch

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -36,10 +37,11 @@ std::string first_line(const std::string& text) {
 // in fp32, applies optimize_for_inference (MKLDNN-prepacked convolutions). Measured on a
 // Sapphire Rapids with AMX (docs/benchmarks.md): with channels_last input, bf16 runs
 // fastest merely frozen, fp32 fastest optimised.
-void prepare(torch::jit::Module& module, torch::Dtype dtype, const std::string& path) {
+// int8 is merely frozen: its quantized convolutions are oneDNN kernels already.
+void prepare(torch::jit::Module& module, Precision precision, const std::string& path) {
   if (module.parameters().size() == 0 && module.attributes().size() == 0) return;  // already frozen
   try {
-    module = dtype == torch::kFloat32 ? torch::jit::optimize_for_inference(module) : torch::jit::freeze(module);
+    module = precision == Precision::Fp32 ? torch::jit::optimize_for_inference(module) : torch::jit::freeze(module);
   } catch (const std::exception& e) {
     throw_error(ErrorKind::Model, "{}: cannot prepare the model: {}", path, first_line(e.what()));
   }
@@ -52,6 +54,7 @@ const char* to_string(Precision precision) {
     case Precision::Auto: return "auto";
     case Precision::Fp32: return "fp32";
     case Precision::Bf16: return "bf16";
+    case Precision::Int8: return "int8";
   }
   return "?";
 }
@@ -60,7 +63,14 @@ Precision parse_precision(const std::string& text) {
   if (text == "auto") return Precision::Auto;
   if (text == "fp32") return Precision::Fp32;
   if (text == "bf16") return Precision::Bf16;
-  throw_error(ErrorKind::InvalidArgument, "unknown precision '{}' (expected auto, fp32 or bf16)", text);
+  if (text == "int8") return Precision::Int8;
+  throw_error(ErrorKind::InvalidArgument, "unknown precision '{}' (expected auto, fp32, bf16 or int8)", text);
+}
+
+Precision resolve_precision(Precision requested, const ModelInfo& info) {
+  if (requested != Precision::Auto) return requested;
+  if (info.quantized == "int8") return Precision::Int8;
+  return cpu_has_native_bf16() ? Precision::Bf16 : Precision::Fp32;
 }
 
 bool cpu_has_native_bf16() {
@@ -117,6 +127,14 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
   // Torch defaults to half the cores here; set it explicitly.
   torch::set_num_threads(threads);
 
+  // Quantised weights are unpacked for the engine current at load time: oneDNN, the one
+  // the exporter quantises for (Debian's LibTorch has oneDNN and QNNPACK, not FBGEMM).
+  // Harmless for float models.
+  {
+    const auto& engines = at::globalContext().supportedQEngines();
+    if (std::find(engines.begin(), engines.end(), at::QEngine::ONEDNN) != engines.end())
+      at::globalContext().setQEngine(at::QEngine::ONEDNN);
+  }
   torch::jit::ExtraFilesMap extra{{kMetadataFile, ""}};
   try {
     model->impl_->module = torch::jit::load(path, torch::kCPU, extra);
@@ -147,8 +165,18 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
     info.preprocess.resize = static_cast<int>(std::lround(*o.input_size * 256.0 / 224.0));
   detail::validate_model_info(info, path);
 
-  Precision precision = options.precision;
-  if (precision == Precision::Auto) precision = cpu_has_native_bf16() ? Precision::Bf16 : Precision::Fp32;
+  Precision precision = resolve_precision(options.precision, info);
+  if (precision == Precision::Int8 && info.quantized != "int8")
+    throw_error(ErrorKind::Model,
+                "{}: --precision int8 needs a quantised model file; make one with models/export.py ARCH "
+                "--quantize int8 --calibrate DIR",
+                path);
+  if (precision != Precision::Int8 && info.quantized == "int8")
+    throw_error(ErrorKind::Model, "{}: the model is quantised to int8 and runs only in int8 (--precision auto or int8), not {}",
+                path, to_string(precision));
+  if (precision == Precision::Int8 && at::globalContext().qEngine() != at::QEngine::ONEDNN)
+    throw_error(ErrorKind::Model, "{}: int8 models need LibTorch's oneDNN quantized engine, which this LibTorch lacks",
+                path);
   torch::jit::Module& module = model->impl_->module;
   module.eval();
   if (precision == Precision::Bf16 && module.parameters().size() == 0) {
@@ -171,7 +199,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
   }
   // Queries and extraction run the same prepared graph: in bf16 a graph with unfolded
   // batch norms gives features that differ from the frozen ones at cosine ~0.999.
-  prepare(module, model->impl_->dtype, path);
+  prepare(module, precision, path);
   model->precision_ = precision;
   return model;
 }

@@ -61,6 +61,7 @@ void apply_model_metadata(const nlohmann::json& j, ModelInfo& info) {
   if (j.contains("std")) info.preprocess.std = read_triple(j, "std");
   if (j.contains("pixel_scale")) info.preprocess.pixel_scale = json_float(j.at("pixel_scale"), "pixel_scale");
   if (j.contains("color")) info.color = j.at("color").get<std::string>();
+  if (j.contains("quantized")) info.quantized = j.at("quantized").get<std::string>();
 }
 
 void validate_model_info(const ModelInfo& info, const std::string& where) {
@@ -75,6 +76,8 @@ void validate_model_info(const ModelInfo& info, const std::string& where) {
   IMGSEARCH_CHECK(p.pixel_scale > 0, ErrorKind::Model, "{}: bad pixel_scale", where);
   IMGSEARCH_CHECK(info.color == "RGB" || info.color == "BGR", ErrorKind::Model, "{}: unsupported colour order {}", where,
                   info.color);
+  IMGSEARCH_CHECK(info.quantized.empty() || info.quantized == "int8", ErrorKind::Model,
+                  "{}: unsupported quantisation '{}' (this imgsearch runs int8)", where, info.quantized);
   IMGSEARCH_CHECK(info.output_dim >= 0 && info.output_dim <= (1 << 20), ErrorKind::Model, "{}: bad output_dim {}", where,
                   info.output_dim);
 }
@@ -93,6 +96,7 @@ std::string ModelInfo::to_json() const {
   j["std"] = preprocess.std;
   j["pixel_scale"] = preprocess.pixel_scale;
   j["color"] = color;
+  if (!quantized.empty()) j["quantized"] = quantized;
   j["path"] = path;
   j["content_hash"] = content_hash;
   j["embedded_metadata"] = has_embedded_metadata;

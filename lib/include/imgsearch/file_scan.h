@@ -25,6 +25,13 @@ struct ScanResult {
 // siblings are still scanned.
 ScanResult collect_image_files(const std::vector<std::string>& inputs);
 
+// Shard `shard` (0-based) of `count`: the files sorted and de-duplicated, cut into
+// `count` contiguous runs whose sizes differ by at most one. Deterministic, so N machines
+// given the same inputs extract disjoint parts that together are the whole list, and the
+// shards concatenated in order are the sorted list. Throws Error(InvalidArgument) unless
+// 0 <= shard < count.
+std::vector<std::string> select_shard(std::vector<std::string> files, int shard, int count);
+
 // Absolute and lexically normal, without resolving symlinks.
 std::string absolute_path(const std::string& path);
 

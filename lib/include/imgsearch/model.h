@@ -20,6 +20,7 @@ struct ModelInfo {
   int output_dim = 0;        // 0 until known (foreign models are probed on first use)
   PreprocessConfig preprocess;
   std::string color = "RGB";
+  std::string quantized;     // "int8" for a file models/export.py --quantize int8 wrote, else ""
   bool has_embedded_metadata = false;
 
   std::string path;          // the file it was loaded from (absolute)
@@ -38,11 +39,15 @@ struct ModelOverrides {
   bool any() const { return mean || std || input_size || resize; }
 };
 
-enum class Precision { Auto, Fp32, Bf16 };
+// Int8 runs a quantised model file (models/export.py --quantize int8) on LibTorch's oneDNN
+// quantized engine; a quantised file runs only in int8, an fp32 file never does.
+enum class Precision { Auto, Fp32, Bf16, Int8 };
 const char* to_string(Precision precision);
-Precision parse_precision(const std::string& text);  // "auto", "fp32", "bf16"
+Precision parse_precision(const std::string& text);  // "auto", "fp32", "bf16", "int8"
 // Whether this CPU runs bf16 natively (AVX512-BF16 or AMX); Auto picks bf16 only then.
 bool cpu_has_native_bf16();
+// What Auto resolves to: int8 for a quantised model, else bf16 where native, else fp32.
+Precision resolve_precision(Precision requested, const ModelInfo& info);
 
 struct ModelOptions {
   ModelOverrides overrides;
