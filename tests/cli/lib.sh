@@ -1,5 +1,8 @@
 # Shared helpers for the CLI tests. Each test runs in its own scratch directory.
 set -euo pipefail
+# A command that fails without a message of its own (set -e) still says where.
+# (Only while set -e is on: expect_status turns it off to collect a status on purpose.)
+trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/}:$LINENO: exit status $rc from: $BASH_COMMAND" >&2' ERR
 : "${IMGSEARCH:?}" "${SHARED:?}" "${SOURCE_DIR:?}" "${TEST_DATA:?}" "${PYTHON:?}"
 COREL="$SHARED/datasets/corel1k/images"
 MOBILENET="$SHARED/models/mobilenet_v2/mobilenet_v2_imagenet_embed.pt"

@@ -88,7 +88,7 @@ expect_in "$WORK/err" "copy.index: the index was built with model .*model-copy.p
 # Features of another model are refused by --from-features.
 expect_status 0 "$IMGSEARCH" extract photos -o other.feat "${MOBILENET_ARGS[@]}"
 expect_status 1 "$IMGSEARCH" index --from-features other.feat -i good.index
-expect_in "$WORK/err" "good.index: built with model .* but other.feat holds features of"
+expect_in "$WORK/err" "other.feat: holds features of model .* but good.index has model .*features from different models cannot be mixed"
 # The good index is untouched by all of this.
 expect_status 0 "$IMGSEARCH" info -i good.index --json
 "$PYTHON" -c "import json; assert json.load(open('$WORK/out'))['count'] == 10"
