@@ -73,7 +73,11 @@ cp "$WORK/out" off.json
 "$PYTHON" - raw.json off.json corel.index <<'PY'
 import json, struct, sys
 raw, off = (json.load(open(p)) for p in sys.argv[1:3])
-assert abs(raw["mAP"] - off["mAP"]) < 1e-9 and abs(raw["P@10"] - off["P@10"]) < 1e-9
+# The exact ranking is the raw one to the bit; the HNSW graph was rebuilt over the raw
+# vectors and parallel insertion may link it differently, so its figures only nearly.
+for key in ("mAP", "P@10"):
+    assert abs(raw["exact"][key] - off["exact"][key]) < 1e-9, (key, raw["exact"], off["exact"])
+    assert abs(raw[key] - off[key]) < 0.005, (key, raw[key], off[key])
 assert struct.unpack_from("<I", open(sys.argv[3], "rb").read(), 8)[0] == 1
 PY
 
