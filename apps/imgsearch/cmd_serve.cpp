@@ -5,6 +5,7 @@
 #include <imgsearch/error.h>
 #include <imgsearch/index_io.h>
 #include <imgsearch/log.h>
+#include <imgsearch/refinement.h>
 #include <imgsearch/search_service.h>
 
 #include <httplib.h>
@@ -45,6 +46,8 @@ struct ServeArgs {
   double idle_timeout = 5;      // seconds between two reads, and of keep-alive idleness
   double reload_interval = 2;   // seconds; 0 = never look
   int batch_size = 8;
+  int qe = -1;  // -1: the index's stored default
+  float qe_alpha = -1;
   ModelArgs model;
 };
 
@@ -270,6 +273,8 @@ int run_serve(ServeArgs args) {
   options.cors_origin = args.cors;
   options.max_upload_bytes = static_cast<std::size_t>(args.max_upload_mb * 1024 * 1024);
   options.max_batch = args.batch_size;
+  options.qe_k = args.qe;
+  options.qe_alpha = args.qe_alpha;
   SearchService service(options);
   set_log_callback(log_line);  // reloads and failures go to stderr, stamped
   if (args.reload_interval > 0) service.watch_index(std::chrono::milliseconds(ms(args.reload_interval)));
@@ -387,6 +392,11 @@ void setup_serve(CLI::App& app, Runner& runner) {
   app.add_option("--batch-size", args->batch_size,
                  "most concurrent uploads in one CNN pass (default 8; docs/benchmarks.md says why)")
       ->check(CLI::Range(1, 64));
+  app.add_option("--qe", args->qe, "query expansion for every search (0 = off; default: the index's; "
+                                   "a request's qe= overrides it)")
+      ->check(CLI::Range(0, kMaxExpansionK));
+  app.add_option("--qe-alpha", args->qe_alpha, "query expansion weight exponent (default: the index's, else 3)")
+      ->check(CLI::Range(0.0, double(kMaxAlpha)));
   args->model.add_to(app);
   app.callback([&runner, args] { runner = [args] { return run_serve(*args); }; });
 }

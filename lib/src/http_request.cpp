@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <limits>
 
@@ -108,6 +109,25 @@ std::int64_t parse_int(std::string_view text, std::int64_t min, std::int64_t max
   }
   if (negative) value = -value;
   if (value < min || value > max) bad();
+  return value;
+}
+
+double parse_number(std::string_view text, double min, double max, std::string_view what) {
+  auto bad = [&] {
+    throw_error(ErrorKind::InvalidArgument, "{} must be a number from {} to {}, got '{}'", what, min, max,
+                text.substr(0, 32));
+  };
+  if (text.empty() || text.size() > 24) bad();
+  int points = 0, digits = 0;
+  for (char c : text) {
+    if (c == '.') ++points;
+    else if (c >= '0' && c <= '9') ++digits;
+    else bad();
+  }
+  if (points > 1 || digits == 0) bad();
+  double value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || !(value >= min && value <= max)) bad();
   return value;
 }
 

@@ -5,6 +5,7 @@
 #include "imgsearch/index_info.h"
 #include "imgsearch/index_io.h"
 #include "imgsearch/log.h"
+#include "imgsearch/refinement.h"
 #include "imgsearch/searcher.h"
 #include "imgsearch/thumbnail.h"
 #include "serve_page.h"  // generated from serve_page.html (lib/CMakeLists.txt)
@@ -437,6 +438,9 @@ SearchService::SearchService(ServeOptions options) : impl_(std::make_unique<Impl
   Impl& s = *impl_;
   IMGSEARCH_CHECK(s.options.max_k >= 1 && s.options.default_k >= 1 && s.options.default_k <= s.options.max_k,
                   ErrorKind::InvalidArgument, "serve: default k must be from 1 to max k");
+  if (s.options.qe_k >= 0 || s.options.qe_alpha >= 0)
+    check_expansion_settings(std::max(s.options.qe_k, 0), s.options.qe_alpha >= 0 ? s.options.qe_alpha : 3.0f,
+                             "serve: query expansion");
   stat_signature(s.options.index_path, s.signature);
   auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path));
   s.file_size = s.signature.size;
@@ -706,6 +710,17 @@ SearchOptions SearchService::Impl::search_options(const QueryParams& params, std
                   options.max_k, o.k);
   if (auto v = find_param(params, "ef")) o.ef = static_cast<int>(parse_int(*v, 1, 100000, "ef"));
   if (auto v = find_param(params, "exact")) o.exact = parse_int(*v, 0, 1, "exact") == 1;
+  // Query expansion: the request's, else the server's, else (unset) the index's stored one.
+  int qe_k = options.qe_k;
+  double qe_alpha = options.qe_alpha;
+  if (auto v = find_param(params, "qe")) qe_k = static_cast<int>(parse_int(*v, 0, kMaxExpansionK, "qe"));
+  if (auto v = find_param(params, "qe_alpha")) qe_alpha = parse_number(*v, 0, kMaxAlpha, "qe_alpha");
+  if (qe_k >= 0 || qe_alpha >= 0) {
+    QueryExpansion qe = snapshot()->query_expansion();
+    if (qe_k >= 0) qe.k = qe_k;
+    if (qe_alpha >= 0) qe.alpha = static_cast<float>(qe_alpha);
+    o.expansion = qe;
+  }
   return o;
 }
 

@@ -289,6 +289,54 @@ TEST_CASE("serve: bad requests get JSON errors with the right status", "[serve]"
   CHECK(status_of(post("/api/search", png, "image/png")) == 413);
 }
 
+TEST_CASE("serve: query expansion per server (--qe) and per request (qe=), ranked like query --qe", "[serve]") {
+  Fixture f;
+  ServeOptions o = f.options();
+  o.qe_k = 3;  // the server's default; the index stores none
+  SearchService service(o);
+  const auto index = service.index();
+  auto model = load_model_for_index(test::mobilenet_path(), mobilenet_options(), index->model(), f.index_path);
+  Searcher searcher(*index, *model);
+  auto expected_for = [&](int qe_k, float alpha) {
+    SearchOptions so;
+    so.k = 12;
+    so.expansion = QueryExpansion{qe_k, alpha};
+    return searcher.search_by_id(18, so);
+  };
+  auto ids_of = [](const json& r) {
+    std::vector<std::uint32_t> ids;
+    for (const auto& hit : r["results"]) ids.push_back(hit["id"].get<std::uint32_t>());
+    return ids;
+  };
+  auto ids_of_hits = [](const std::vector<SearchHit>& hits) {
+    std::vector<std::uint32_t> ids;
+    for (const auto& h : hits) ids.push_back(h.id);
+    return ids;
+  };
+  const json by_server = body_json(service.handle(get("/api/search?id=18&k=12")));
+  const json off = body_json(service.handle(get("/api/search?id=18&k=12&qe=0")));
+  const json alpha1 = body_json(service.handle(get("/api/search?id=18&k=12&qe=3&qe_alpha=1.5")));
+  const auto expected3 = expected_for(3, 3.0f);
+  const auto expected0 = expected_for(0, 3.0f);
+  CHECK(ids_of(by_server) == ids_of_hits(expected3));
+  CHECK(ids_of(off) == ids_of_hits(expected0));
+  CHECK(ids_of(alpha1) == ids_of_hits(expected_for(3, 1.5f)));
+  // Expansion changes the scores (they are against the expanded query), not just the order.
+  REQUIRE(by_server["results"].size() == 12);
+  CHECK(off["results"][0]["score"].get<double>() == Approx(1.0).margin(1e-4));
+  CHECK(by_server["results"][0]["score"].get<double>() < 0.999);
+  for (std::size_t i = 0; i < 12; ++i)
+    CHECK(by_server["results"][i]["score"].get<double>() == Approx(expected3[i].score).margin(1e-4));
+  for (const char* bad : {"qe=-1", "qe=1001", "qe=x", "qe_alpha=nan", "qe_alpha=1e3", "qe_alpha=-2", "qe_alpha=101"}) {
+    const auto r = service.handle(get(std::string("/api/search?id=18&") + bad));
+    INFO(bad << " -> " << r.body);
+    CHECK(r.status == 400);
+  }
+  ServeOptions wrong = f.options();
+  wrong.qe_alpha = 1000;
+  CHECK_THROWS_AS(SearchService(wrong), Error);
+}
+
 TEST_CASE("serve: a token guards /api and /metrics, not the page", "[serve]") {
   Fixture f;
   SearchService service(f.options("s3cret"));

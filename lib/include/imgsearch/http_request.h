@@ -30,6 +30,10 @@ std::optional<std::string> find_param(const QueryParams& params, std::string_vie
 // "0x", no trailing text). Throws Error(InvalidArgument) naming `what`.
 std::int64_t parse_int(std::string_view text, std::int64_t min, std::int64_t max, std::string_view what);
 
+// A plain decimal number ("3", "0.5") in [min, max]: digits and at most one point, no sign,
+// exponent, "inf" or "nan". Throws Error(InvalidArgument) naming `what`.
+double parse_number(std::string_view text, double min, double max, std::string_view what);
+
 // The value of a header parameter: boundary from "multipart/form-data; boundary=xyz"
 // (quoted or not). Empty when absent.
 std::string header_parameter(std::string_view header_value, std::string_view name);

@@ -44,6 +44,10 @@ struct ServeOptions {
   std::string cors_origin; // when set, /api/* answers CORS requests from this origin
   std::size_t max_upload_bytes = 20u << 20;
   int default_k = 9;
+  // Query expansion for every search unless a request says otherwise (qe=, qe_alpha=):
+  // -1 = the index's stored default (refinement.h), as `query` does.
+  int qe_k = -1;
+  float qe_alpha = -1;
   int max_k = 1000;
   // Batching of the CNN passes of concurrent uploads: at most max_batch images per pass;
   // while other uploads are still being decoded, the inference thread waits at most
