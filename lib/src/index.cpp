@@ -125,14 +125,21 @@ std::size_t ImageIndex::signals_count() const {
       std::count_if(entries_.begin(), entries_.end(), [](const IndexEntry& e) { return e.signals.present; }));
 }
 
-void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                     const LinkProgress& progress) {
   if (entries.empty()) return;
-  if (transformed()) return add_transformed(entries, vectors, threads);
-  add_search_vectors(entries, vectors, threads);
+  if (transformed()) return add_transformed(entries, vectors, threads, progress);
+  add_search_vectors(entries, vectors, threads, progress);
 }
 
-void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+namespace {
+constexpr std::size_t kProgressEvery = 1024;  // links between two progress calls
+}  // namespace
+
+void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                                    const LinkProgress& progress, std::size_t done_before, std::size_t total_links) {
   if (entries.empty()) return;
+  if (total_links == 0) total_links = done_before + entries.size();
   const std::size_t base = entries_.size();
   const std::size_t total = base + entries.size();
   // Graph nodes after the add: tombstones keep their slots (hnswlib 0.6 cannot reuse
@@ -150,12 +157,20 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
                     entries[i].path);
     inv_norms[i] = static_cast<float>(1.0 / std::sqrt(norm));
   }
+  std::atomic<std::size_t> linked{0};
+  std::mutex progress_mutex;
+  if (progress && done_before == 0) progress(0, total_links);  // linking starts: the total is known
   auto add_point = [&](std::size_t i) {
     thread_local std::vector<float> row;
     row.resize(dim_);
     const float* r = vectors + i * dim_;
     for (int d = 0; d < dim_; ++d) row[d] = r[d] * inv_norms[i];
     impl_->hnsw->addPoint(row.data(), base + i);
+    const std::size_t done = ++linked;
+    if (progress && (done % kProgressEvery == 0 || done == entries.size())) {
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      progress(done_before + done, total_links);
+    }
   };
   auto& hnsw = impl_->hnsw;
   if (!hnsw) {
@@ -247,10 +262,15 @@ void ImageIndex::rebuild(std::vector<IndexEntry> entries, const float* vectors, 
   add_search_vectors(entries, vectors, threads);
 }
 
-void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors) {
+void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors,
+                                        const LinkProgress& progress, std::size_t done_before, std::size_t total_links) {
+  if (total_links == 0) total_links = done_before + ids.size();
   // hnswlib's addPoint with a label it holds updates that point and repairs its links
   // (one at a time: hnswlib 0.6's concurrent updates of neighbouring points are not safe).
-  for (std::size_t i = 0; i < ids.size(); ++i) impl_->hnsw->addPoint(vectors + i * dim_, ids[i]);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    impl_->hnsw->addPoint(vectors + i * dim_, ids[i]);
+    if (progress && ((i + 1) % kProgressEvery == 0 || i + 1 == ids.size())) progress(done_before + i + 1, total_links);
+  }
 }
 
 std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) const {

@@ -246,7 +246,8 @@ void ImageIndex::set_projection(Projection projection, int threads) {
   if (!transformed()) model_vectors_.clear();
 }
 
-void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                                 const LinkProgress& progress) {
   const std::size_t n = size(), m = entries.size();
   const int dim = base_dim(projection_, model_dim_);
   std::vector<float> model_rows(vectors, vectors + m * static_cast<std::size_t>(model_dim_));
@@ -259,7 +260,7 @@ void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const f
   else std::memcpy(base.data() + n * dim, model_rows.data(), sizeof(float) * m * dim);
 
   if (!augmentation_.enabled()) {
-    add_search_vectors(entries, base.data() + n * dim, threads);
+    add_search_vectors(entries, base.data() + n * dim, threads, progress);
     model_vectors_.insert(model_vectors_.end(), model_rows.begin(), model_rows.end());
     return;
   }
@@ -308,8 +309,10 @@ void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const f
   for (std::size_t c = 0; c < changed.size(); ++c)
     augment_one(base.data(), dim, changed[c], neighbours.data() + static_cast<std::size_t>(changed[c]) * k, k,
                 augmentation_.alpha, augmented_changed.data() + c * dim);
-  add_search_vectors(entries, augmented_new.data(), threads);
-  replace_search_vectors(changed, augmented_changed.data());
+  // Progress counts the new entries, then the existing ones re-linked with new vectors.
+  const std::size_t links = m + changed.size();
+  add_search_vectors(entries, augmented_new.data(), threads, progress, 0, links);
+  replace_search_vectors(changed, augmented_changed.data(), progress, m, links);
   model_vectors_.insert(model_vectors_.end(), model_rows.begin(), model_rows.end());
   augmentation_neighbours_ = std::move(neighbours);
 }

@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <random>
 #include <set>
@@ -303,4 +305,25 @@ TEST_CASE("tombstones survive save and load, and the file says a reader needs th
   char header[12] = {};
   file.read(header, sizeof header);
   CHECK(header[8] == 1);  // the container's version (docs/formats.md)
+}
+
+TEST_CASE("add reports its linking progress, one call at a time, ending at the total", "[index]") {
+  const int dim = 8;
+  const std::size_t n = 3000;
+  const auto vecs = clustered_vectors(n, dim, 4, 15);
+  ImageIndex index(dim, HnswParams{8, 40, 40}, some_model());
+  std::vector<std::size_t> seen;
+  std::atomic<int> calls_at_once{0};
+  int most_at_once = 0;
+  index.add(entries_for(0, n), vecs.data(), 2, [&](std::size_t done, std::size_t total) {
+    most_at_once = std::max(most_at_once, ++calls_at_once);
+    REQUIRE(total == n);
+    seen.push_back(done);  // not thread-safe by itself: the index serialises the calls
+    --calls_at_once;
+  });
+  REQUIRE(seen.size() >= 3);
+  CHECK(seen.front() == 0);  // linking starts
+  CHECK(most_at_once == 1);
+  CHECK(*std::max_element(seen.begin(), seen.end()) == n);
+  CHECK(index.size() == n);
 }

@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <limits>
 #include <random>
@@ -194,6 +195,27 @@ TEST_CASE("removals from a projected or augmented index leave tombstones, re-aug
     REQUIRE(hits.size() == 20);
     for (const auto& h : hits) CHECK(!then_gone(loaded.entry(h.id)));
   }
+}
+
+TEST_CASE("with augmentation, add's progress counts the re-linked neighbours too", "[refinement]") {
+  const std::vector<float> v = clustered(300, 13);
+  ImageIndex index = empty_index();
+  index.add(entries(0, 250), v.data(), 1);
+  index.set_augmentation({4, 3.0f}, 1);
+  std::vector<std::pair<std::size_t, std::size_t>> seen;
+  index.add(entries(250, 50), v.data() + 250 * kDim, 1, [&](std::size_t done, std::size_t total) {
+    seen.emplace_back(done, total);
+  });
+  REQUIRE(seen.size() >= 2);
+  const std::size_t total = seen.back().second;
+  CHECK(total > 50);  // 50 new entries, and existing ones whose neighbourhood they entered
+  for (const auto& [done, t] : seen) {
+    CHECK(t == total);
+    CHECK(done <= total);
+  }
+  CHECK(seen.front().first == 0);
+  CHECK(seen.back().first == total);
+  CHECK(std::find(seen.begin(), seen.end(), std::pair<std::size_t, std::size_t>{50, total}) != seen.end());
 }
 
 TEST_CASE("query expansion moves the query towards its best hits", "[refinement]") {

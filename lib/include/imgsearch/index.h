@@ -63,9 +63,15 @@ class ImageIndex {
   // How many entries carry duplicate signals.
   std::size_t signals_count() const;
 
+  // Progress of linking vectors into the graph: (linked so far, to link in all).
+  using LinkProgress = std::function<void(std::size_t done, std::size_t total)>;
   // Appends entries and links them into the graph, `threads` at a time (0 = all cores).
-  // `vectors` is entries.size() * dim() floats; rows are L2-normalised here.
-  void add(const std::vector<IndexEntry>& entries, const float* vectors, int threads = 0);
+  // `vectors` is entries.size() * dim() floats; rows are L2-normalised here. `progress`,
+  // if set, is called with (0, total) when linking starts, then now and then, one call at a
+  // time, from the linking threads; the total is entries.size() plus, with augmentation,
+  // the existing entries it re-links.
+  void add(const std::vector<IndexEntry>& entries, const float* vectors, int threads = 0,
+           const LinkProgress& progress = {});
   // Drops the entries for which `drop` is true and returns how many. The survivors are
   // renumbered 0..size()-1 in their order. Their graph nodes stay as tombstones
   // (hnswlib's markDelete: searches route through them and never return them), so a
@@ -119,9 +125,12 @@ class ImageIndex {
 
   bool transformed() const { return projection_.enabled() || augmentation_.enabled(); }
   // add() and remove_if() without post-processing: `vectors` are search vectors.
-  void add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads);
+  // `progress` counts from `done_before` towards `total` (0: entries.size()).
+  void add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                          const LinkProgress& progress = {}, std::size_t done_before = 0, std::size_t total = 0);
   // Changes these entries' search vectors in place (hnswlib repairs their links).
-  void replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors);
+  void replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors,
+                              const LinkProgress& progress = {}, std::size_t done_before = 0, std::size_t total = 0);
   // Replaces the graph (and the dimension) with these entries and search vectors.
   void rebuild(std::vector<IndexEntry> entries, const float* vectors, int dim, int threads);
   // Keeps only the entries `keep` (ascending old ids), renumbered in that order: their
@@ -132,7 +141,8 @@ class ImageIndex {
     std::vector<std::uint32_t> ids;
     std::vector<float> vectors;
   };
-  void add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads);
+  void add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                       const LinkProgress& progress);
   // The post-processing side of remove_if, before the graph changes: drops the removed
   // entries' model vectors and neighbour lists, and re-augments the entries that lost a
   // neighbour (returned, for remove_if to write into the graph).
