@@ -1,9 +1,11 @@
 #include "imgsearch/index.h"
 
 #include "imgsearch/error.h"
+#include "imgsearch/log.h"
 #include "binary_file.h"
 #include "index_graph.h"
 
+#include <fmt/format.h>
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
@@ -213,12 +215,19 @@ std::size_t ImageIndex::remove_if(const std::function<bool(const IndexEntry&)>& 
     kept.reserve(keep.size());
     for (const std::uint32_t id : keep) kept.push_back(std::move(entries_[id]));
     // Rebuilding drops the tombstones and gives hnswlib back their slots.
+    log(LogLevel::Info, fmt::format("index: {} removed; {} tombstones would pass {:.0f} % of the graph's {} nodes: "
+                                    "compacting it (a rebuild over {} entries)",
+                                    removed, tombstones() + removed, kCompactFraction * 100, graph_nodes(), keep.size()));
     rebuild(std::move(kept), rows.data(), dim_, threads);
     ++compactions_;
     return removed;
   }
   bury(keep);
   replace_search_vectors(changes.ids, changes.vectors.data());
+  log(LogLevel::Info, fmt::format("index: {} removed, left in the graph as tombstones ({} of its {} nodes){}", removed,
+                                  tombstones(), graph_nodes(),
+                                  changes.ids.empty() ? std::string()
+                                                      : fmt::format("; {} re-augmented in place", changes.ids.size())));
   return removed;
 }
 
