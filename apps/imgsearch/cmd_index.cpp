@@ -8,10 +8,12 @@
 #include <imgsearch/index_io.h>
 #include <imgsearch/index_lock.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <sys/stat.h>
 #include <unordered_map>
 #include <unordered_set>
@@ -68,6 +70,22 @@ bool is_under(const std::string& path, const std::string& root) {
   if (path == root) return true;
   return path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
          (root.back() == '/' || path[root.size()] == '/');
+}
+
+// Links vectors into the graph with a progress bar (on a terminal): for large collections
+// this is the long part of `index --from-features`, and of `index` after extraction. The
+// bar starts at the first report, (0, total), when linking starts (with augmentation the
+// total includes the existing entries re-linked).
+void add_with_progress(ImageIndex& index, const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+  if (entries.empty()) return;
+  std::optional<Progress> progress;
+  std::size_t shown = 0;
+  index.add(entries, vectors, threads, [&](std::size_t done, std::size_t total) {
+    if (!progress) progress.emplace("linking", total);
+    if (done > shown) progress->tick(done - shown);
+    shown = std::max(shown, done);
+  });
+  if (progress) progress->finish();
 }
 
 bool changes_post_processing(const IndexArgs& args) {
@@ -156,7 +174,7 @@ int index_from_features(const IndexArgs& args, const std::string& index_path) {
       if (!file_identity(features.paths[i], entries[i])) entries[i].path = features.paths[i];
       merged.insert(features.paths[i]);
     }
-    index->add(entries, features.vectors.data(), args.model.threads);
+    add_with_progress(*index, entries, features.vectors.data(), args.model.threads);
     added += features.size() - replaced;
   }
   apply_post_processing(args, *index, stdout);
@@ -301,7 +319,7 @@ int run_index(const IndexArgs& args) {
   }
   std::size_t updated_ok = 0;
   for (const IndexEntry& e : added_entries) updated_ok += stale.count(e.path);
-  index->add(added_entries, added_vectors.data(), args.model.threads);
+  add_with_progress(*index, added_entries, added_vectors.data(), args.model.threads);
 
   if (index->size() == 0) {
     if (interrupted()) {

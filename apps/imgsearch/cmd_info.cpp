@@ -34,6 +34,10 @@ int run_info(const std::string& index_option, bool json) {
                            m.preprocess.mean[2], m.preprocess.std[0], m.preprocess.std[1], m.preprocess.std[2]);
   std::cout << fmt::format("hnsw:       M={} ef_construction={} ef_search={}\n", index.params().M,
                            index.params().ef_construction, index.params().ef_search);
+  if (index.tombstones())
+    std::cout << fmt::format("deleted:    {} removed images still in the graph ({:.1f} % of its nodes; compacted past {:.0f} %)\n",
+                             index.tombstones(), 100.0 * index.tombstones() / index.graph_nodes(),
+                             ImageIndex::kCompactFraction * 100);
   const Projection& p = index.projection();
   if (p.enabled())
     std::cout << fmt::format("projection: learned, {} -> {} dimensions ({})\n", p.in_dim, p.out_dim, p.description);

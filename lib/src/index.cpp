@@ -1,9 +1,11 @@
 #include "imgsearch/index.h"
 
 #include "imgsearch/error.h"
+#include "imgsearch/log.h"
 #include "binary_file.h"
 #include "index_graph.h"
 
+#include <fmt/format.h>
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
@@ -18,6 +20,13 @@
 #include <thread>
 
 namespace imgsearch {
+
+// hnswlib labels: a live node's label is its entry id (ids stay dense: a removal renumbers
+// the survivors by relabelling their nodes, which leaves the graph alone). A tombstone (a
+// node hnswlib has marked deleted: searches pass through it and never return it) gets a
+// label from this range instead, outside label_lookup_, so no search or update can reach
+// it by label.
+constexpr hnswlib::labeltype kTombstoneLabel = hnswlib::labeltype(1) << 62;
 
 struct ImageIndex::Impl {
   std::unique_ptr<hnswlib::InnerProductSpace> space;
@@ -118,16 +127,26 @@ std::size_t ImageIndex::signals_count() const {
       std::count_if(entries_.begin(), entries_.end(), [](const IndexEntry& e) { return e.signals.present; }));
 }
 
-void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                     const LinkProgress& progress) {
   if (entries.empty()) return;
-  if (transformed()) return add_transformed(entries, vectors, threads);
-  add_search_vectors(entries, vectors, threads);
+  if (transformed()) return add_transformed(entries, vectors, threads, progress);
+  add_search_vectors(entries, vectors, threads, progress);
 }
 
-void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+namespace {
+constexpr std::size_t kProgressEvery = 1024;  // links between two progress calls
+}  // namespace
+
+void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                                    const LinkProgress& progress, std::size_t done_before, std::size_t total_links) {
   if (entries.empty()) return;
+  if (total_links == 0) total_links = done_before + entries.size();
   const std::size_t base = entries_.size();
   const std::size_t total = base + entries.size();
+  // Graph nodes after the add: tombstones keep their slots (hnswlib 0.6 cannot reuse
+  // them) until a compaction.
+  const std::size_t nodes = graph_nodes() + entries.size();
   // Callers may hand in raw model output: every row is checked before anything changes,
   // then normalised one at a time into a small buffer that hnswlib copies from, so the
   // vectors are never held twice (44k x 1280 floats are 225 MB).
@@ -140,23 +159,31 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
                     entries[i].path);
     inv_norms[i] = static_cast<float>(1.0 / std::sqrt(norm));
   }
+  std::atomic<std::size_t> linked{0};
+  std::mutex progress_mutex;
+  if (progress && done_before == 0) progress(0, total_links);  // linking starts: the total is known
   auto add_point = [&](std::size_t i) {
     thread_local std::vector<float> row;
     row.resize(dim_);
     const float* r = vectors + i * dim_;
     for (int d = 0; d < dim_; ++d) row[d] = r[d] * inv_norms[i];
     impl_->hnsw->addPoint(row.data(), base + i);
+    const std::size_t done = ++linked;
+    if (progress && (done % kProgressEvery == 0 || done == entries.size())) {
+      std::lock_guard<std::mutex> lock(progress_mutex);
+      progress(done_before + done, total_links);
+    }
   };
   auto& hnsw = impl_->hnsw;
   if (!hnsw) {
-    hnsw = new_hnsw(impl_->space.get(), total, params_.M, params_.ef_construction);
+    hnsw = new_hnsw(impl_->space.get(), nodes, params_.M, params_.ef_construction);
     impl_->current_ef = 0;  // a new graph starts with hnswlib's own beam width
-  } else if (total > hnsw->max_elements_) {
+  } else if (nodes > hnsw->max_elements_) {
     // hnswlib never grows by itself; grow geometrically so repeated adds stay linear.
-    hnsw->resizeIndex(std::max(total, hnsw->max_elements_ + hnsw->max_elements_ / 2));
+    hnsw->resizeIndex(std::max(nodes, hnsw->max_elements_ + hnsw->max_elements_ / 2));
   }
   std::size_t start = 0;
-  if (base == 0) {  // the first node sets the entry point: insert it alone
+  if (hnsw->cur_element_count == 0) {  // the first node sets the entry point: insert it alone
     add_point(0);
     start = 1;
   }
@@ -166,27 +193,75 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
   for (std::size_t id = base; id < total; ++id) impl_->internal_of[id] = hnsw->label_lookup_.at(id);
 }
 
+std::size_t ImageIndex::tombstones() const { return impl_->hnsw ? impl_->hnsw->num_deleted_ : 0; }
+
 std::size_t ImageIndex::remove_if(const std::function<bool(const IndexEntry&)>& drop, int threads) {
-  if (transformed()) {
-    std::vector<bool> dropped(entries_.size());
-    for (std::size_t i = 0; i < entries_.size(); ++i) dropped[i] = drop(entries_[i]);
-    return remove_transformed(dropped, threads);
-  }
-  std::vector<std::size_t> keep;
+  std::vector<std::uint32_t> keep;
   for (std::size_t i = 0; i < entries_.size(); ++i)
-    if (!drop(entries_[i])) keep.push_back(i);
+    if (!drop(entries_[i])) keep.push_back(static_cast<std::uint32_t>(i));
   const std::size_t removed = entries_.size() - keep.size();
   if (removed == 0) return 0;
-  std::vector<float> rows(keep.size() * dim_);
-  std::vector<IndexEntry> kept;
-  kept.reserve(keep.size());
-  for (std::size_t j = 0; j < keep.size(); ++j) {
-    std::memcpy(rows.data() + j * dim_, vector(keep[j]), sizeof(float) * dim_);
-    kept.push_back(std::move(entries_[keep[j]]));
+  // Post-processing first: it reads the old numbering and the graph as it was.
+  SearchVectorChanges changes;
+  if (transformed()) changes = remove_transformed(keep);
+  const double dead = static_cast<double>(tombstones() + removed);
+  if (keep.empty() || dead > kCompactFraction * static_cast<double>(graph_nodes())) {
+    std::vector<float> rows(keep.size() * dim_);
+    for (std::size_t j = 0; j < keep.size(); ++j) std::memcpy(rows.data() + j * dim_, vector(keep[j]), sizeof(float) * dim_);
+    for (std::size_t c = 0; c < changes.ids.size(); ++c)
+      std::memcpy(rows.data() + static_cast<std::size_t>(changes.ids[c]) * dim_, changes.vectors.data() + c * dim_,
+                  sizeof(float) * dim_);
+    std::vector<IndexEntry> kept;
+    kept.reserve(keep.size());
+    for (const std::uint32_t id : keep) kept.push_back(std::move(entries_[id]));
+    // Rebuilding drops the tombstones and gives hnswlib back their slots.
+    log(LogLevel::Info, fmt::format("index: {} removed; {} tombstones would pass {:.0f} % of the graph's {} nodes: "
+                                    "compacting it (a rebuild over {} entries)",
+                                    removed, tombstones() + removed, kCompactFraction * 100, graph_nodes(), keep.size()));
+    rebuild(std::move(kept), rows.data(), dim_, threads);
+    ++compactions_;
+    return removed;
   }
-  // hnswlib only marks deletions; rebuilding keeps the graph clean and ids dense.
-  rebuild(std::move(kept), rows.data(), dim_, threads);
+  bury(keep);
+  replace_search_vectors(changes.ids, changes.vectors.data());
+  log(LogLevel::Info, fmt::format("index: {} removed, left in the graph as tombstones ({} of its {} nodes){}", removed,
+                                  tombstones(), graph_nodes(),
+                                  changes.ids.empty() ? std::string()
+                                                      : fmt::format("; {} re-augmented in place", changes.ids.size())));
   return removed;
+}
+
+void ImageIndex::bury(const std::vector<std::uint32_t>& keep) {
+  auto& hnsw = *impl_->hnsw;
+  std::vector<char> kept(entries_.size(), 0);
+  for (const std::uint32_t id : keep) kept[id] = 1;
+  for (std::size_t id = 0; id < entries_.size(); ++id) {
+    if (kept[id]) continue;
+    const hnswlib::tableint internal = impl_->internal_of[id];
+    hnsw.markDeletedInternal(internal);
+    hnsw.setExternalLabel(internal, kTombstoneLabel + internal);
+  }
+  std::vector<hnswlib::tableint> internal_of(keep.size());
+  std::vector<IndexEntry> entries;
+  entries.reserve(keep.size());
+  hnsw.label_lookup_.clear();
+  for (std::size_t j = 0; j < keep.size(); ++j) {
+    const hnswlib::tableint internal = impl_->internal_of[keep[j]];
+    internal_of[j] = internal;
+    hnsw.setExternalLabel(internal, j);
+    hnsw.label_lookup_[j] = internal;
+    entries.push_back(std::move(entries_[keep[j]]));
+  }
+  entries_ = std::move(entries);
+  impl_->internal_of = std::move(internal_of);
+}
+
+void ImageIndex::compact(int threads) {
+  if (tombstones() == 0) return;
+  std::vector<float> rows(entries_.size() * dim_);
+  for (std::size_t i = 0; i < entries_.size(); ++i) std::memcpy(rows.data() + i * dim_, vector(i), sizeof(float) * dim_);
+  rebuild(std::vector<IndexEntry>(entries_), rows.data(), dim_, threads);
+  ++compactions_;
 }
 
 void ImageIndex::rebuild(std::vector<IndexEntry> entries, const float* vectors, int dim, int threads) {
@@ -196,10 +271,15 @@ void ImageIndex::rebuild(std::vector<IndexEntry> entries, const float* vectors, 
   add_search_vectors(entries, vectors, threads);
 }
 
-void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors) {
+void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors,
+                                        const LinkProgress& progress, std::size_t done_before, std::size_t total_links) {
+  if (total_links == 0) total_links = done_before + ids.size();
   // hnswlib's addPoint with a label it holds updates that point and repairs its links
   // (one at a time: hnswlib 0.6's concurrent updates of neighbouring points are not safe).
-  for (std::size_t i = 0; i < ids.size(); ++i) impl_->hnsw->addPoint(vectors + i * dim_, ids[i]);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    impl_->hnsw->addPoint(vectors + i * dim_, ids[i]);
+    if (progress && ((i + 1) % kProgressEvery == 0 || i + 1 == ids.size())) progress(done_before + i + 1, total_links);
+  }
 }
 
 std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) const {
@@ -222,6 +302,10 @@ std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) con
     impl_->current_ef = want_ef;
     heap = hnsw.searchKnn(query, static_cast<std::size_t>(k));
   }
+  // hnswlib searches on past tombstones until it holds max(ef, k) live nodes, so fewer
+  // than k come back only when the graph cannot reach them (a node cut off by in-place
+  // updates, or a hand-made file): then every vector is scored rather than answer short.
+  if (heap.size() < std::min<std::size_t>(static_cast<std::size_t>(k), entries_.size())) return search_exact(query, k);
   hits.resize(heap.size());
   for (std::size_t i = heap.size(); i-- > 0;) {
     hits[i] = {static_cast<std::uint32_t>(heap.top().second), 1.0f - heap.top().first};
@@ -246,17 +330,42 @@ std::vector<SearchHit> ImageIndex::search_exact(const float* query, int k) const
 
 namespace detail {
 
+namespace {
+// Graph node numbers in the file: the live entries in entry order, then the tombstones in
+// hnswlib's order (their vectors are in TOMBSTNS in that order).
+std::vector<std::uint32_t> file_node_numbers(const hnswlib::HierarchicalNSW<float>& h,
+                                             const std::vector<hnswlib::tableint>& internal_of) {
+  std::vector<std::uint32_t> node_of(h.cur_element_count);
+  const std::size_t live = internal_of.size();
+  for (std::size_t id = 0; id < live; ++id) node_of[internal_of[id]] = static_cast<std::uint32_t>(id);
+  std::uint32_t next = static_cast<std::uint32_t>(live);
+  for (hnswlib::tableint i = 0; i < h.cur_element_count; ++i)
+    if (h.isMarkedDeleted(i)) node_of[i] = next++;
+  return node_of;
+}
+}  // namespace
+
+void write_tombstones(const ImageIndex& index, BinaryFileWriter& out) {
+  const auto& h = *index.impl_->hnsw;
+  out.write_u64(h.num_deleted_);
+  for (hnswlib::tableint i = 0; i < h.cur_element_count; ++i)
+    if (h.isMarkedDeleted(i)) out.write(h.getDataByInternalId(i), sizeof(float) * index.dim());
+}
+
 void write_graph(const ImageIndex& index, BinaryFileWriter& out) {
-  // The graph, with hnswlib's internal ids translated to entry ids.
+  // The graph, with hnswlib's internal ids translated to file node numbers.
   const ImageIndex::Impl& impl = *index.impl_;
   const std::size_t n = index.size();
   if (n > 0) {
     const auto& h = *impl.hnsw;
+    const std::vector<std::uint32_t> node_of = file_node_numbers(h, impl.internal_of);
+    std::vector<hnswlib::tableint> internal_at(h.cur_element_count);
+    for (hnswlib::tableint i = 0; i < h.cur_element_count; ++i) internal_at[node_of[i]] = i;
     out.write_u32(static_cast<std::uint32_t>(h.maxlevel_));
-    out.write_u32(static_cast<std::uint32_t>(h.getExternalLabel(h.enterpoint_node_)));
+    out.write_u32(node_of[h.enterpoint_node_]);
     std::vector<std::uint32_t> links;
-    for (std::size_t id = 0; id < n; ++id) {
-      const hnswlib::tableint internal = impl.internal_of[id];
+    for (std::size_t node = 0; node < h.cur_element_count; ++node) {
+      const hnswlib::tableint internal = internal_at[node];
       const int level = h.element_levels_[internal];
       out.write_u32(static_cast<std::uint32_t>(level));
       for (int l = 0; l <= level; ++l) {
@@ -264,7 +373,7 @@ void write_graph(const ImageIndex& index, BinaryFileWriter& out) {
         const std::uint32_t count = h.getListCount(ll);
         const auto* ids = reinterpret_cast<const hnswlib::tableint*>(ll + 1);
         links.resize(count);
-        for (std::uint32_t j = 0; j < count; ++j) links[j] = static_cast<std::uint32_t>(h.getExternalLabel(ids[j]));
+        for (std::uint32_t j = 0; j < count; ++j) links[j] = node_of[ids[j]];
         out.write_u32(count);
         out.write(links.data(), sizeof(std::uint32_t) * count);
       }
@@ -272,12 +381,15 @@ void write_graph(const ImageIndex& index, BinaryFileWriter& out) {
   }
 }
 
-void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs) {
+void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, std::uint64_t tombstones,
+                   const std::uint8_t* tombstone_vecs) {
   constexpr std::uint32_t kMaxLevel = 64;  // hnswlib levels are ~log_M(n): 64 is unreachable
-  const std::uint64_t count = index.size();
+  const std::uint64_t live = index.size();
+  const std::uint64_t count = live + tombstones;  // graph nodes
   const int dim = index.dim();
   const HnswParams params = index.params();
-  if (count == 0) {
+  if (live == 0) {  // an empty index has no graph, so no tombstones either
+    if (tombstones) g.fail("tombstones in an index without entries");
     g.expect_end();
     return;
   }
@@ -322,9 +434,14 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs) {
     const auto id = static_cast<hnswlib::tableint>(i);
     char* element = h.data_level0_memory_ + i * h.size_data_per_element_;
     std::memset(element, 0, h.size_data_per_element_);
-    std::memcpy(h.getDataByInternalId(id), vecs + i * dim * sizeof(float), sizeof(float) * dim);
-    h.setExternalLabel(id, i);
-    h.label_lookup_[i] = id;
+    const std::uint8_t* vec = i < live ? vecs + i * dim * sizeof(float) : tombstone_vecs + (i - live) * dim * sizeof(float);
+    std::memcpy(h.getDataByInternalId(id), vec, sizeof(float) * dim);
+    if (i < live) {
+      h.setExternalLabel(id, i);
+      h.label_lookup_[i] = id;
+    } else {
+      h.setExternalLabel(id, kTombstoneLabel + i);
+    }
     const std::uint32_t level = g.u32();
     h.element_levels_[i] = static_cast<int>(level);
     h.linkLists_[i] = nullptr;
@@ -348,10 +465,11 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs) {
       }
     }
   }
+  for (std::uint64_t i = live; i < count; ++i) h.markDeletedInternal(static_cast<hnswlib::tableint>(i));
   h.enterpoint_node_ = enter_point;
   h.maxlevel_ = static_cast<int>(max_level);
-  impl.internal_of.resize(count);
-  for (std::uint64_t i = 0; i < count; ++i) impl.internal_of[i] = static_cast<hnswlib::tableint>(i);
+  impl.internal_of.resize(live);
+  for (std::uint64_t i = 0; i < live; ++i) impl.internal_of[i] = static_cast<hnswlib::tableint>(i);
 }
 
 }  // namespace detail

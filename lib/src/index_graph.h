@@ -8,10 +8,15 @@
 
 namespace imgsearch::detail {
 
-// Links are written as entry ids, level by level, node by node (docs/formats.md).
+// Links are written as node numbers (the entries' ids, then the tombstones), level by
+// level, node by node (docs/formats.md).
 void write_graph(const ImageIndex& index, BinaryFileWriter& out);
-// Validates every level, link count and link target before hnswlib sees it.
-// `vectors` holds index.size() * index.dim() floats.
-void restore_graph(ImageIndex& index, ByteReader& graph, const std::uint8_t* vectors);
+// The TOMBSTNS section: their count, then their search vectors in graph node order.
+void write_tombstones(const ImageIndex& index, BinaryFileWriter& out);
+// Validates every level, link count and link target before hnswlib sees it. `vectors`
+// holds index.size() * index.dim() floats, `tombstone_vectors` tombstones * index.dim():
+// the graph has index.size() + tombstones nodes, the last `tombstones` of them deleted.
+void restore_graph(ImageIndex& index, ByteReader& graph, const std::uint8_t* vectors, std::uint64_t tombstones = 0,
+                   const std::uint8_t* tombstone_vectors = nullptr);
 
 }  // namespace imgsearch::detail

@@ -8,6 +8,7 @@ std::string index_info_json(const ImageIndex& index, const std::string& path, st
   nlohmann::json out;
   out["index"] = path;
   out["count"] = index.size();
+  out["tombstones"] = index.tombstones();  // removed images' nodes still in the graph
   out["dim"] = index.dim();
   out["file_size"] = file_size;
   out["metric"] = "cosine";

@@ -27,7 +27,9 @@ constexpr std::size_t kMaxPathBytes = 1 << 16;
 // older imgsearch never silently ignores one. Sections that only add information (a
 // reader that skips them still ranks correctly) need no entry. docs/formats.md.
 const std::set<std::string>& known_features() {
-  static const std::set<std::string> features{"projection", "augmentation", "query_expansion"};
+  // tombstones: the graph holds removed nodes (TOMBSTNS); a reader that ignored them
+  // would misread the graph.
+  static const std::set<std::string> features{"projection", "augmentation", "query_expansion", "tombstones"};
   return features;
 }
 constexpr std::uint32_t kNoNeighbour = 0xFFFFFFFFu;
@@ -46,9 +48,12 @@ void save_index(const ImageIndex& index, const std::string& path) {
   if (projected) required.push_back("projection");
   if (augmented) required.push_back("augmentation");
   if (expanded) required.push_back("query_expansion");
+  const bool with_tombstones = index.tombstones() > 0;
+  if (with_tombstones) required.push_back("tombstones");
   const bool transformed = projected || augmented;
   const bool with_signals = index.signals_count() > 0;
-  const unsigned sections = 4 + (with_signals ? 1 : 0) + (transformed ? 1 : 0) + (projected ? 1 : 0) + (augmented ? 1 : 0) + (expanded ? 1 : 0);
+  const unsigned sections = 4 + (with_signals ? 1 : 0) + (transformed ? 1 : 0) + (projected ? 1 : 0) + (augmented ? 1 : 0) +
+                            (expanded ? 1 : 0) + (with_tombstones ? 1 : 0);
   detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, sections);
 
   nlohmann::json meta;
@@ -125,12 +130,18 @@ void save_index(const ImageIndex& index, const std::string& path) {
     write_float(out, q.alpha);
     out.end_section();
   }
+  if (with_tombstones) {
+    out.begin_section("TOMBSTNS");
+    detail::write_tombstones(index, out);
+    out.end_section();
+  }
   out.commit();
 }
 
 namespace {
 
 struct IndexMeta {
+  std::set<std::string> required;
   std::uint64_t count = 0;
   int dim = 0;
   HnswParams params;
@@ -159,6 +170,7 @@ IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path)
         if (!known_features().count(name))
           throw_error(ErrorKind::Format, "{}: written by a newer imgsearch (needs feature '{}'); upgrade imgsearch",
                       path, name);
+        m.required.insert(name);
       }
     }
   });
@@ -174,7 +186,7 @@ ModelInfo load_index_model(const std::string& path) {
 
 ImageIndex load_index(const std::string& path) {
   detail::BinaryFileReader in(path, kMagic, "index", kVersion);
-  auto [count, dim, params, model] = read_meta(in, path);
+  auto [required, count, dim, params, model] = read_meta(in, path);
 
   const auto [vecs, vecs_size] = in.section("VECS");
   if (vecs_size / sizeof(float) / dim != count || vecs_size != count * dim * sizeof(float))
@@ -257,6 +269,25 @@ ImageIndex load_index(const std::string& path) {
     }
   }
 
+  // Removed nodes still in the graph: u64 count, then their search vectors.
+  std::uint64_t tombstones = 0;
+  const std::uint8_t* tombstone_vecs = nullptr;
+  if (in.has_section("TOMBSTNS") != (required.count("tombstones") > 0))
+    in.fail("the TOMBSTNS section and META \"requires\" disagree");
+  if (in.has_section("TOMBSTNS")) {
+    detail::ByteReader r(in, "TOMBSTNS");
+    tombstones = r.u64();
+    if (tombstones == 0 || tombstones > kMaxEntries - count || tombstones > r.remaining() / (sizeof(float) * search_dim) ||
+        r.remaining() != tombstones * search_dim * sizeof(float))
+      r.fail("size does not match its count of " + std::to_string(tombstones) + " tombstones");
+    tombstone_vecs = r.bytes(r.remaining());
+    for (std::uint64_t i = 0; i < tombstones * search_dim; ++i) {
+      float v;
+      std::memcpy(&v, tombstone_vecs + i * sizeof(float), sizeof v);
+      if (!std::isfinite(v)) r.fail("tombstone " + std::to_string(i / search_dim) + " holds NaN or infinity");
+    }
+  }
+
   ImageIndex index(search_dim, params, std::move(model));
   index.model_dim_ = dim;
   index.projection_ = std::move(projection);
@@ -282,7 +313,7 @@ ImageIndex load_index(const std::string& path) {
   }
 
   detail::ByteReader graph(in, "GRAPH");
-  detail::restore_graph(index, graph, search_vecs);
+  detail::restore_graph(index, graph, search_vecs, tombstones, tombstone_vecs);
 
   if (in.has_section("DUPSIGS")) {
     detail::ByteReader r(in, "DUPSIGS");

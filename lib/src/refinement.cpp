@@ -246,7 +246,8 @@ void ImageIndex::set_projection(Projection projection, int threads) {
   if (!transformed()) model_vectors_.clear();
 }
 
-void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads) {
+void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                                 const LinkProgress& progress) {
   const std::size_t n = size(), m = entries.size();
   const int dim = base_dim(projection_, model_dim_);
   std::vector<float> model_rows(vectors, vectors + m * static_cast<std::size_t>(model_dim_));
@@ -259,7 +260,7 @@ void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const f
   else std::memcpy(base.data() + n * dim, model_rows.data(), sizeof(float) * m * dim);
 
   if (!augmentation_.enabled()) {
-    add_search_vectors(entries, base.data() + n * dim, threads);
+    add_search_vectors(entries, base.data() + n * dim, threads, progress);
     model_vectors_.insert(model_vectors_.end(), model_rows.begin(), model_rows.end());
     return;
   }
@@ -308,67 +309,57 @@ void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const f
   for (std::size_t c = 0; c < changed.size(); ++c)
     augment_one(base.data(), dim, changed[c], neighbours.data() + static_cast<std::size_t>(changed[c]) * k, k,
                 augmentation_.alpha, augmented_changed.data() + c * dim);
-  add_search_vectors(entries, augmented_new.data(), threads);
-  replace_search_vectors(changed, augmented_changed.data());
+  // Progress counts the new entries, then the existing ones re-linked with new vectors.
+  const std::size_t links = m + changed.size();
+  add_search_vectors(entries, augmented_new.data(), threads, progress, 0, links);
+  replace_search_vectors(changed, augmented_changed.data(), progress, m, links);
   model_vectors_.insert(model_vectors_.end(), model_rows.begin(), model_rows.end());
   augmentation_neighbours_ = std::move(neighbours);
 }
 
-std::size_t ImageIndex::remove_transformed(const std::vector<bool>& drop, int threads) {
+ImageIndex::SearchVectorChanges ImageIndex::remove_transformed(const std::vector<std::uint32_t>& keep) {
   const std::size_t n = size();
   std::vector<std::uint32_t> new_id(n, kNoNeighbour);
-  std::vector<std::uint32_t> keep;
-  for (std::size_t i = 0; i < n; ++i)
-    if (!drop[i]) {
-      new_id[i] = static_cast<std::uint32_t>(keep.size());
-      keep.push_back(static_cast<std::uint32_t>(i));
-    }
-  const std::size_t removed = n - keep.size();
-  if (removed == 0) return 0;
-  const int dim = dim_;
-  std::vector<float> rows(keep.size() * dim);  // the kept entries' search vectors
-  std::vector<IndexEntry> kept;
-  kept.reserve(keep.size());
-  for (std::size_t j = 0; j < keep.size(); ++j) {
-    std::memcpy(rows.data() + j * dim, vector(keep[j]), sizeof(float) * dim);
-    kept.push_back(entries_[keep[j]]);
+  for (std::size_t j = 0; j < keep.size(); ++j) new_id[keep[j]] = static_cast<std::uint32_t>(j);
+  for (std::size_t j = 0; j < keep.size(); ++j)
     if (j != keep[j])
       std::memcpy(model_vectors_.data() + j * model_dim_, model_vectors_.data() + keep[j] * static_cast<std::size_t>(model_dim_),
                   sizeof(float) * model_dim_);
-  }
   model_vectors_.resize(keep.size() * static_cast<std::size_t>(model_dim_));
+  SearchVectorChanges changes;
+  if (!augmentation_.enabled()) return changes;  // a projection alone maps each vector by itself
 
-  if (augmentation_.enabled()) {
-    // Entries that lost a neighbour get a new neighbourhood and a new augmented vector;
-    // the others keep theirs (their neighbours are all still there).
-    const int k = augmentation_.k;
-    std::vector<std::uint32_t> neighbours(keep.size() * k, kNoNeighbour);
-    std::vector<std::uint32_t> changed;
-    for (std::size_t j = 0; j < keep.size(); ++j) {
-      const std::uint32_t* old = augmentation_neighbours_.data() + static_cast<std::size_t>(keep[j]) * k;
-      bool lost = false;  // a short list (fewer than k others) stays short: only a dropped member matters
-      for (int r = 0; r < k && old[r] != kNoNeighbour; ++r) {
-        if (new_id[old[r]] == kNoNeighbour) lost = true;
-        neighbours[j * k + r] = new_id[old[r]];
-      }
-      if (lost) changed.push_back(static_cast<std::uint32_t>(j));
+  // Entries that lost a neighbour get a new neighbourhood and a new augmented vector; the
+  // others keep theirs (their neighbours are all still there).
+  const int k = augmentation_.k;
+  const int dim = dim_;
+  std::vector<std::uint32_t> neighbours(keep.size() * k, kNoNeighbour);
+  for (std::size_t j = 0; j < keep.size(); ++j) {
+    const std::uint32_t* old = augmentation_neighbours_.data() + static_cast<std::size_t>(keep[j]) * k;
+    bool lost = false;  // a short list (fewer than k others) stays short: only a dropped member matters
+    for (int r = 0; r < k && old[r] != kNoNeighbour; ++r) {
+      if (new_id[old[r]] == kNoNeighbour) lost = true;
+      neighbours[j * k + r] = new_id[old[r]];
     }
+    if (lost) changes.ids.push_back(static_cast<std::uint32_t>(j));
+  }
+  if (!changes.ids.empty()) {
     // The kept entries' base vectors, from the compacted model vectors.
     std::vector<float> base(keep.size() * static_cast<std::size_t>(dim));
     if (projection_.enabled()) project_rows(projection_, model_vectors_.data(), keep.size(), base.data());
     else std::memcpy(base.data(), model_vectors_.data(), sizeof(float) * base.size());
-    const std::vector<std::uint32_t> fresh = nearest_neighbours(base.data(), keep.size(), dim, k, changed);
-    for (std::size_t c = 0; c < changed.size(); ++c) {
+    const std::vector<std::uint32_t> fresh = nearest_neighbours(base.data(), keep.size(), dim, k, changes.ids);
+    changes.vectors.resize(changes.ids.size() * static_cast<std::size_t>(dim));
+    for (std::size_t c = 0; c < changes.ids.size(); ++c) {
+      const std::size_t id = changes.ids[c];
       std::copy(fresh.begin() + static_cast<std::ptrdiff_t>(c * k), fresh.begin() + static_cast<std::ptrdiff_t>((c + 1) * k),
-                neighbours.begin() + static_cast<std::ptrdiff_t>(changed[c] * static_cast<std::size_t>(k)));
-      augment_one(base.data(), dim, changed[c], neighbours.data() + static_cast<std::size_t>(changed[c]) * k, k,
-                  augmentation_.alpha, rows.data() + static_cast<std::size_t>(changed[c]) * dim);
+                neighbours.begin() + static_cast<std::ptrdiff_t>(id * k));
+      augment_one(base.data(), dim, changes.ids[c], neighbours.data() + id * k, k, augmentation_.alpha,
+                  changes.vectors.data() + c * dim);
     }
-    augmentation_neighbours_ = std::move(neighbours);
   }
-  // hnswlib only marks deletions; rebuilding keeps the graph clean and ids dense.
-  rebuild(std::move(kept), rows.data(), dim, threads);
-  return removed;
+  augmentation_neighbours_ = std::move(neighbours);
+  return changes;
 }
 
 }  // namespace imgsearch

@@ -1,6 +1,7 @@
 // libFuzzer harness: load_index() on arbitrary bytes. An index that loads must also be
-// safe to search (the restored HNSW graph is walked) and to add to (hnswlib inserts
-// through the restored links).
+// safe to search (the restored HNSW graph is walked), to add to (hnswlib inserts through
+// the restored links) and to remove from (tombstones, in-place updates of augmented
+// neighbours).
 #include "fuzz_memfile.h"
 
 #include <imgsearch/duplicates.h>
@@ -36,6 +37,11 @@ void load(const std::uint8_t* data, std::size_t size) {
         index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1, {}}}, model_query.data(), 1);
         index.search(query.data(), 5, 16);
         index.remove_if([](const imgsearch::IndexEntry& e) { return e.size == 1; }, 1);
+        // A removal that leaves a tombstone (or compacts a small graph), then a search
+        // through the restored graph with it.
+        const std::string first = index.entry(0).path;
+        index.remove_if([&](const imgsearch::IndexEntry& e) { return e.path == first; }, 1);
+        index.search(query.data(), 5, 16);
       } catch (const imgsearch::Error& e) {
         // Stored vectors need not be normalised: a zero or overflowing query is refused.
         if (e.kind() != imgsearch::ErrorKind::InvalidArgument) throw;

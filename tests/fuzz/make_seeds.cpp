@@ -62,6 +62,11 @@ int main(int argc, char** argv) {
     }
     index.add(entries, f.vectors.data(), 1);
     save_index(index, (out / "index" / (name + ".index")).string());
+    if (n == 60) {  // a graph with tombstones (TOMBSTNS section, META requires): 6 of 60 removed
+      ImageIndex removed = load_index((out / "index" / (name + ".index")).string());
+      removed.remove_if([](const IndexEntry& e) { return e.size % 10 == 3; }, 1);
+      save_index(removed, (out / "index" / (name + "-tombstones.index")).string());
+    }
     if (n == 12) {  // with every post-processing section (refinement.h)
       Projection p;
       p.in_dim = dim;
@@ -73,6 +78,9 @@ int main(int argc, char** argv) {
       index.set_augmentation({2, 3.0f}, 1);
       index.set_query_expansion({3, 1.0f});
       save_index(index, (out / "index" / (name + "-refined.index")).string());
+      // and tombstones in the projected, augmented space (1 of 12 removed)
+      index.remove_if([](const IndexEntry& e) { return e.size == 105; }, 1);
+      save_index(index, (out / "index" / (name + "-refined-tombstones.index")).string());
     }
   }
   return 0;

@@ -6,6 +6,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <fstream>
 #include <random>
 #include <set>
 
@@ -177,4 +180,150 @@ TEST_CASE("a failed save leaves the previous index intact", "[index][io]") {
   std::size_t files = 0;
   for (const auto& e : std::filesystem::directory_iterator(tmp.path)) files += e.is_regular_file();
   CHECK(files == 1);
+}
+
+TEST_CASE("removing 1 % leaves tombstones instead of rebuilding, and removed entries are never returned",
+          "[index][tombstones]") {
+  const int dim = 32;
+  const std::size_t n = 2000;
+  const auto vecs = clustered_vectors(n, dim, 20, 11);
+  ImageIndex index(dim, HnswParams{8, 100, 50}, some_model());
+  index.add(entries_for(0, n), vecs.data(), 2);
+  const std::vector<float> vector_of_1234(index.vector(1234), index.vector(1234) + dim);
+  // Every 100th image goes: 1 %.
+  const std::size_t removed = index.remove_if([](const IndexEntry& e) { return e.size % 100 == 0; }, 2);
+  REQUIRE(removed == 20);
+  CHECK(index.compactions() == 0);  // no rebuild
+  CHECK(index.tombstones() == 20);
+  CHECK(index.graph_nodes() == n);
+  REQUIRE(index.size() == n - 20);
+  // Ids stay dense and in order, vectors follow their entries, each survivor finds itself.
+  for (std::size_t i = 0; i < index.size(); ++i) REQUIRE(index.entry(i).size % 100 != 0);
+  CHECK(index.entry(1234 - 13).path == "/photos/1234.jpg");
+  CHECK(std::equal(vector_of_1234.begin(), vector_of_1234.end(), index.vector(1234 - 13)));
+  for (std::size_t i = 0; i < index.size(); i += 97) {
+    const auto hits = index.search(index.vector(i), 1);
+    REQUIRE(hits.size() == 1);
+    CHECK(hits[0].id == i);
+  }
+  // A removed image's own vector finds other images, never a removed one, and k of them.
+  for (std::size_t old = 0; old < n; old += 100) {
+    const auto hits = index.search(vecs.data() + old * dim, 50, 200);
+    REQUIRE(hits.size() == 50);
+    for (const auto& h : hits) {
+      REQUIRE(h.id < index.size());
+      REQUIRE(index.entry(h.id).size % 100 != 0);
+    }
+  }
+  // Asking for everything returns every survivor exactly once.
+  const auto all = index.search(vecs.data(), static_cast<int>(n));
+  REQUIRE(all.size() == index.size());
+  std::set<std::uint32_t> distinct;
+  for (const auto& h : all) distinct.insert(h.id);
+  CHECK(distinct.size() == index.size());
+  // Adding after removals: new entries get the next ids and are found.
+  const auto more = clustered_vectors(50, dim, 20, 12);
+  index.add(entries_for(n, 50), more.data(), 2);
+  REQUIRE(index.size() == n - 20 + 50);
+  CHECK(index.tombstones() == 20);
+  CHECK(index.search(more.data() + 7 * dim, 1)[0].id == n - 20 + 7);
+  CHECK(recall_at_10(index, vecs, 100, 64) > 0.9);
+}
+
+TEST_CASE("past the threshold the graph is compacted: tombstones are dropped", "[index][tombstones]") {
+  const int dim = 16;
+  const std::size_t n = 1000;
+  const auto vecs = clustered_vectors(n, dim, 10, 13);
+  ImageIndex index(dim, HnswParams{8, 60, 40}, some_model());
+  index.add(entries_for(0, n), vecs.data(), 2);
+  // 15 % of the nodes: below the 20 % threshold.
+  index.remove_if([](const IndexEntry& e) { return e.size < 150; }, 2);
+  CHECK(index.compactions() == 0);
+  CHECK(index.tombstones() == 150);
+  // Another 10 %: 250 of 1000 nodes would be tombstones, past 20 %: compacted.
+  index.remove_if([](const IndexEntry& e) { return e.size < 250; }, 2);
+  CHECK(index.compactions() == 1);
+  CHECK(index.tombstones() == 0);
+  CHECK(index.graph_nodes() == 750);
+  REQUIRE(index.size() == 750);
+  CHECK(index.entry(0).path == "/photos/250.jpg");
+  for (std::size_t i = 0; i < index.size(); i += 50) CHECK(index.search(index.vector(i), 1)[0].id == i);
+  CHECK(recall_at_10(index, vecs, 100, 64) > 0.9);
+  // Removing everything leaves an empty index that takes new entries.
+  CHECK(index.remove_if([](const IndexEntry&) { return true; }) == 750);
+  CHECK(index.size() == 0);
+  CHECK(index.tombstones() == 0);
+  CHECK(index.search(vecs.data(), 5).empty());
+  index.add(entries_for(0, 10), vecs.data(), 1);
+  CHECK(index.search(vecs.data() + 3 * dim, 1)[0].id == 3);
+}
+
+TEST_CASE("tombstones survive save and load, and the file says a reader needs them", "[index][io][tombstones]") {
+  const int dim = 24;
+  const std::size_t n = 600;
+  const auto vecs = clustered_vectors(n, dim, 6, 14);
+  ImageIndex index(dim, HnswParams{8, 80, 40}, some_model());
+  index.add(entries_for(0, n), vecs.data(), 2);
+  index.remove_if([](const IndexEntry& e) { return e.size % 10 == 3; }, 2);
+  REQUIRE(index.tombstones() == 60);
+  test::TempDir tmp;
+  const std::string path = tmp.file("t.index");
+  save_index(index, path);
+  ImageIndex loaded = load_index(path);
+  REQUIRE(loaded.size() == index.size());
+  CHECK(loaded.tombstones() == 60);
+  for (std::size_t i = 0; i < loaded.size(); ++i) {
+    REQUIRE(loaded.entry(i).path == index.entry(i).path);
+    REQUIRE(std::equal(loaded.vector(i), loaded.vector(i) + dim, index.vector(i)));
+  }
+  // The same graph: the same answers, never a removed entry.
+  for (std::size_t q = 0; q < n; q += 13) {
+    const auto a = index.search(vecs.data() + q * dim, 10);
+    const auto b = loaded.search(vecs.data() + q * dim, 10);
+    REQUIRE(a.size() == 10);
+    REQUIRE(b.size() == 10);
+    for (std::size_t r = 0; r < a.size(); ++r) {
+      CHECK(a[r].id == b[r].id);
+      CHECK(loaded.entry(b[r].id).size % 10 != 3);
+    }
+  }
+  // The loaded index keeps removing without a rebuild and round-trips again.
+  loaded.remove_if([](const IndexEntry& e) { return e.size % 10 == 7; }, 2);
+  CHECK(loaded.compactions() == 0);
+  CHECK(loaded.tombstones() == 120);
+  save_index(loaded, path);
+  const ImageIndex again = load_index(path);
+  CHECK(again.tombstones() == 120);
+  CHECK(again.size() == n - 120);
+  // compact() rebuilds on request; the file then needs no tombstone support (version 1).
+  loaded.compact(2);
+  CHECK(loaded.tombstones() == 0);
+  CHECK(loaded.compactions() == 1);
+  save_index(loaded, path);
+  CHECK(load_index(path).tombstones() == 0);
+  std::ifstream file(path, std::ios::binary);
+  char header[12] = {};
+  file.read(header, sizeof header);
+  CHECK(header[8] == 1);  // the container's version (docs/formats.md)
+}
+
+TEST_CASE("add reports its linking progress, one call at a time, ending at the total", "[index]") {
+  const int dim = 8;
+  const std::size_t n = 3000;
+  const auto vecs = clustered_vectors(n, dim, 4, 15);
+  ImageIndex index(dim, HnswParams{8, 40, 40}, some_model());
+  std::vector<std::size_t> seen;
+  std::atomic<int> calls_at_once{0};
+  int most_at_once = 0;
+  index.add(entries_for(0, n), vecs.data(), 2, [&](std::size_t done, std::size_t total) {
+    most_at_once = std::max(most_at_once, ++calls_at_once);
+    REQUIRE(total == n);
+    seen.push_back(done);  // not thread-safe by itself: the index serialises the calls
+    --calls_at_once;
+  });
+  REQUIRE(seen.size() >= 3);
+  CHECK(seen.front() == 0);  // linking starts
+  CHECK(most_at_once == 1);
+  CHECK(*std::max_element(seen.begin(), seen.end()) == n);
+  CHECK(index.size() == n);
 }

@@ -14,9 +14,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <limits>
 #include <random>
+#include <set>
 
 using namespace imgsearch;
 using test::Bytes;
@@ -452,4 +454,118 @@ TEST_CASE("rejected files leave no memory mapping behind", "[index_io][hostile]"
   test::write_bytes(f.bad, Bytes(f.bytes.begin(), f.bytes.end() - 1));  // rejected later, by a section
   for (int i = 0; i < 200; ++i) CHECK_THROWS_AS(load_index(f.bad), Error);
   CHECK(mappings() == 0);
+}
+
+TEST_CASE("hostile tombstone sections with valid checksums", "[index_io][hostile][tombstones]") {
+  test::TempDir dir;
+  const std::string good_path = dir.file("tomb.index"), bad = dir.file("bad.index");
+  ImageIndex index = make_index(300);
+  index.remove_if([](const IndexEntry& e) { return e.size % 20 == 0; }, 1);  // 15 tombstones
+  REQUIRE(index.tombstones() == 15);
+  save_index(index, good_path);
+  const Container good = Container::load(good_path);
+  {
+    const Bytes& m = const_cast<Container&>(good).section("META").data;
+    const auto meta = nlohmann::json::parse(m.begin(), m.end());
+    CHECK(meta.at("requires") == nlohmann::json::array({"tombstones"}));
+    CHECK(meta.at("count") == 285);
+    CHECK(good.version == 2);
+    CHECK(const_cast<Container&>(good).section("TOMBSTNS").data.size() == 8 + 15 * kDim * 4);
+    CHECK(Graph::parse(const_cast<Container&>(good).section("GRAPH").data).links.size() == 300);
+  }
+  auto rejected = [&](const Container& c, const std::string& what) {
+    INFO(what);
+    c.save(bad);
+    expect_format_error(bad, what);
+  };
+  Container c = good;
+  c.drop("TOMBSTNS");  // META still requires them
+  rejected(c, "the TOMBSTNS section and META \"requires\" disagree");
+  c = good;
+  c.section("META").data = to_bytes(meta_with(c, [](nlohmann::json& j) { j.erase("requires"); }));
+  rejected(c, "disagree");
+  // The count must match the section, whatever its value.
+  for (const std::uint64_t count : {std::uint64_t(16), std::uint64_t(14), std::uint64_t(0), ~std::uint64_t(0),
+                                    std::uint64_t(0xFFFFFFF0ull - 285 + 1)}) {
+    c = good;
+    test::put<std::uint64_t>(c.section("TOMBSTNS").data, 0, count);
+    rejected(c, "corrupt section TOMBSTNS: size does not match its count of " + std::to_string(count) + " tombstones");
+  }
+  c = good;
+  c.section("TOMBSTNS").data.resize(c.section("TOMBSTNS").data.size() - 4);
+  rejected(c, "size does not match its count of 15");
+  c = good;
+  c.section("TOMBSTNS").data.resize(4);
+  rejected(c, "unexpected end");
+  c = good;
+  test::put<float>(c.section("TOMBSTNS").data, 8 + (2 * kDim + 3) * 4, std::numeric_limits<float>::quiet_NaN());
+  rejected(c, "tombstone 2 holds NaN or infinity");
+  // The graph must have exactly a node per entry and per tombstone.
+  c = good;
+  test::put<std::uint64_t>(c.section("TOMBSTNS").data, 0, 14);
+  c.section("TOMBSTNS").data.resize(8 + 14 * kDim * 4);
+  rejected(c, "");  // trailing graph bytes, or a link or entry point past the last node
+  c = good;
+  c.section("TOMBSTNS").data.resize(8 + 16 * kDim * 4);
+  test::put<std::uint64_t>(c.section("TOMBSTNS").data, 0, 16);
+  rejected(c, "corrupt section GRAPH");
+  // Links and the entry point may name tombstones (nodes 285..299), but nothing past them.
+  const Graph g0 = Graph::parse(const_cast<Container&>(good).section("GRAPH").data);
+  Graph g = g0;
+  g.links[3][0][0] = 300;
+  c = good;
+  c.section("GRAPH").data = g.serialize();
+  rejected(c, "node 3 links to bad node 300");
+  g = g0;
+  g.entry_point = 300;
+  c = good;
+  c.section("GRAPH").data = g.serialize();
+  rejected(c, "entry point out of range");
+  // An older reader (one that knows no "tombstones") is told the file is newer: simulated
+  // by requiring a feature this reader does not know.
+  c = good;
+  c.section("META").data = to_bytes(meta_with(c, [](nlohmann::json& j) { j["requires"].push_back("teleport"); }));
+  rejected(c, "written by a newer imgsearch (needs feature 'teleport')");
+  // Tombstones in an index without entries.
+  {
+    const std::string empty_path = dir.file("empty.index");
+    save_index(ImageIndex(kDim, HnswParams{}, test_model()), empty_path);
+    Container e = Container::load(empty_path);
+    e.version = 2;
+    e.section("META").data = to_bytes(meta_with(e, [](nlohmann::json& j) { j["requires"] = {"tombstones"}; }));
+    e.sections.push_back({"TOMBSTNS", const_cast<Container&>(good).section("TOMBSTNS").data});
+    rejected(e, "tombstones in an index without entries");
+  }
+  // The good file loads and never returns a removed image.
+  const ImageIndex loaded = load_index(good_path);
+  CHECK(loaded.tombstones() == 15);
+  for (std::size_t i = 0; i < loaded.size(); ++i) REQUIRE(loaded.entry(i).size % 20 != 0);
+  for (std::size_t q = 0; q < loaded.size(); q += 19) {
+    const auto hits = loaded.search(loaded.vector(q), 30);
+    REQUIRE(hits.size() == 30);
+    CHECK(hits[0].id == q);
+  }
+}
+
+TEST_CASE("a search that the graph cannot complete falls back to scoring every vector", "[index_io][tombstones]") {
+  // A hand-made file in which one node has no inbound links: hnswlib cannot reach it.
+  test::TempDir dir;
+  const std::string path = dir.file("cut.index");
+  ImageIndex index = make_index(50);
+  save_index(index, path);
+  Container c = Container::load(path);
+  Graph g = Graph::parse(c.section("GRAPH").data);
+  const std::uint32_t lonely = g.entry_point == 17 ? 18 : 17;
+  for (auto& node : g.links)
+    for (auto& layer : node) layer.erase(std::remove(layer.begin(), layer.end(), lonely), layer.end());
+  c.section("GRAPH").data = g.serialize();
+  c.save(path);
+  const ImageIndex cut = load_index(path);
+  // Every entry comes back when all are asked for, the unreachable one included.
+  const auto hits = cut.search(index.vector(0), 50);
+  REQUIRE(hits.size() == 50);
+  std::set<std::uint32_t> ids;
+  for (const auto& h : hits) ids.insert(h.id);
+  CHECK(ids.size() == 50);
+  CHECK(ids.count(lonely) == 1);
 }

@@ -11,6 +11,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <functional>
 #include <limits>
 #include <random>
 
@@ -85,6 +87,9 @@ TEST_CASE("augmentation and projection under add and remove equal a full recompu
     incremental.set_augmentation({4, 3.0f}, 1);
     incremental.add(entries(200, 100), v.data() + 200 * kDim, 1);
     incremental.remove_if([](const IndexEntry& e) { return e.size % 7 == 0; }, 1);
+    // 43 of 300 nodes (14 %): tombstones, the re-augmented neighbours updated in place.
+    CHECK(incremental.tombstones() == 43);
+    CHECK(incremental.compactions() == 0);
 
     ImageIndex full = empty_index();
     full.add(entries(0, 300), v.data(), 1);
@@ -101,6 +106,7 @@ TEST_CASE("augmentation and projection under add and remove equal a full recompu
     save_index(incremental, path);
     const ImageIndex loaded = load_index(path);
     check_same_vectors(loaded, incremental);
+    CHECK(loaded.tombstones() == 43);
     CHECK(loaded.augmentation().k == 4);
     CHECK(loaded.query_expansion().k == 3);
     CHECK(loaded.query_expansion().alpha == 1.0f);
@@ -119,6 +125,97 @@ TEST_CASE("augmentation and projection under add and remove equal a full recompu
     for (std::size_t i = 0; i < undone.size(); ++i)
       for (int d = 0; d < kDim; ++d) REQUIRE(undone.vector(i)[d] == undone.model_vector(i)[d]);
   }
+}
+
+TEST_CASE("removals from a projected or augmented index leave tombstones, re-augment in place and compact past the threshold",
+          "[refinement][tombstones]") {
+  const std::vector<float> v = clustered(400, 11);
+  auto first_gone = [](const IndexEntry& e) { return e.size % 20 == 3; };                     // 20 of 400: 5 %
+  auto then_gone = [](const IndexEntry& e) { return e.size % 20 == 3 || e.size % 5 == 1; };  // 100: 25 %
+  for (const auto& [project, augment] : {std::pair{true, false}, std::pair{false, true}, std::pair{true, true}}) {
+    INFO("projection " << project << ", augmentation " << augment);
+    auto post_process = [&, project = project, augment = augment](ImageIndex& index) {
+      if (project) index.set_projection(some_projection(5), 1);
+      if (augment) index.set_augmentation({4, 3.0f}, 1);
+    };
+    auto recomputed = [&](const std::function<bool(const IndexEntry&)>& gone) {
+      ImageIndex full = empty_index();
+      full.add(entries(0, 400), v.data(), 1);
+      full.remove_if(gone, 1);
+      post_process(full);
+      return full;
+    };
+    ImageIndex index = empty_index();
+    index.add(entries(0, 400), v.data(), 1);
+    post_process(index);
+    std::vector<std::vector<float>> before;  // search vectors by path order (= entry order)
+    for (std::size_t i = 0; i < index.size(); ++i) before.emplace_back(index.vector(i), index.vector(i) + index.dim());
+
+    REQUIRE(index.remove_if(first_gone, 1) == 20);
+    CHECK(index.tombstones() == 20);
+    CHECK(index.compactions() == 0);
+    check_same_vectors(index, recomputed(first_gone));
+    // With augmentation, the entries that lost a neighbour have new vectors; the others not.
+    std::size_t changed = 0;
+    for (std::size_t i = 0, old = 0; i < index.size(); ++i, ++old) {
+      while (first_gone(entries(old, 1)[0])) ++old;
+      bool same = true;
+      for (int d = 0; d < index.dim(); ++d) same = same && index.vector(i)[d] == before[old][d];
+      changed += !same;
+    }
+    if (augment) CHECK(changed > 0);
+    else CHECK(changed == 0);
+    // HNSW (not brute force) gives k results and never a removed entry, from removed
+    // images' own vectors too.
+    for (std::size_t q = 0; q < 400; q += 10) {
+      const auto hits = refined_search(index, v.data() + q * kDim, 30, 0, false, {});
+      REQUIRE(hits.size() == 30);
+      for (const auto& h : hits) REQUIRE(!first_gone(index.entry(h.id)));
+    }
+    // Saved and loaded with its tombstones: the same vectors and the same HNSW answers.
+    test::TempDir dir;
+    const std::string path = dir.file("t.index");
+    save_index(index, path);
+    ImageIndex loaded = load_index(path);
+    CHECK(loaded.tombstones() == 20);
+    check_same_vectors(loaded, index);
+    for (std::size_t q = 0; q < 400; q += 37) {
+      const auto a = index.search(index.vector(q % index.size()), 10);
+      const auto b = loaded.search(loaded.vector(q % loaded.size()), 10);
+      REQUIRE(a.size() == b.size());
+      for (std::size_t r = 0; r < a.size(); ++r) CHECK(a[r].id == b[r].id);
+    }
+
+    // Past 20 % of the graph's nodes: compacted, still equal to a full recomputation.
+    REQUIRE(loaded.remove_if(then_gone, 1) == 80);
+    CHECK(loaded.compactions() == 1);
+    CHECK(loaded.tombstones() == 0);
+    check_same_vectors(loaded, recomputed(then_gone));
+    const auto hits = refined_search(loaded, v.data() + 3 * kDim, 20, 0, false, {});
+    REQUIRE(hits.size() == 20);
+    for (const auto& h : hits) CHECK(!then_gone(loaded.entry(h.id)));
+  }
+}
+
+TEST_CASE("with augmentation, add's progress counts the re-linked neighbours too", "[refinement]") {
+  const std::vector<float> v = clustered(300, 13);
+  ImageIndex index = empty_index();
+  index.add(entries(0, 250), v.data(), 1);
+  index.set_augmentation({4, 3.0f}, 1);
+  std::vector<std::pair<std::size_t, std::size_t>> seen;
+  index.add(entries(250, 50), v.data() + 250 * kDim, 1, [&](std::size_t done, std::size_t total) {
+    seen.emplace_back(done, total);
+  });
+  REQUIRE(seen.size() >= 2);
+  const std::size_t total = seen.back().second;
+  CHECK(total > 50);  // 50 new entries, and existing ones whose neighbourhood they entered
+  for (const auto& [done, t] : seen) {
+    CHECK(t == total);
+    CHECK(done <= total);
+  }
+  CHECK(seen.front().first == 0);
+  CHECK(seen.back().first == total);
+  CHECK(std::find(seen.begin(), seen.end(), std::pair<std::size_t, std::size_t>{50, total}) != seen.end());
 }
 
 TEST_CASE("query expansion moves the query towards its best hits", "[refinement]") {

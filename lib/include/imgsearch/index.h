@@ -18,7 +18,8 @@ namespace detail {
 class BinaryFileWriter;
 class ByteReader;
 void write_graph(const ImageIndex&, BinaryFileWriter&);
-void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*);
+void write_tombstones(const ImageIndex&, BinaryFileWriter&);
+void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*, std::uint64_t, const std::uint8_t*);
 }  // namespace detail
 
 struct HnswParams {
@@ -62,14 +63,31 @@ class ImageIndex {
   // How many entries carry duplicate signals.
   std::size_t signals_count() const;
 
+  // Progress of linking vectors into the graph: (linked so far, to link in all).
+  using LinkProgress = std::function<void(std::size_t done, std::size_t total)>;
   // Appends entries and links them into the graph, `threads` at a time (0 = all cores).
-  // `vectors` is entries.size() * dim() floats; rows are L2-normalised here.
-  void add(const std::vector<IndexEntry>& entries, const float* vectors, int threads = 0);
-  // Drops the entries for which `drop` is true; the graph is rebuilt from the stored
-  // vectors (no model needed). Returns how many were dropped.
+  // `vectors` is entries.size() * dim() floats; rows are L2-normalised here. `progress`,
+  // if set, is called with (0, total) when linking starts, then now and then, one call at a
+  // time, from the linking threads; the total is entries.size() plus, with augmentation,
+  // the existing entries it re-links.
+  void add(const std::vector<IndexEntry>& entries, const float* vectors, int threads = 0,
+           const LinkProgress& progress = {});
+  // Drops the entries for which `drop` is true and returns how many. The survivors are
+  // renumbered 0..size()-1 in their order. Their graph nodes stay as tombstones
+  // (hnswlib's markDelete: searches route through them and never return them), so a
+  // removal costs no rebuild; with post-processing, the entries that lost an augmentation
+  // neighbour get their new search vectors in place. Once tombstones would exceed
+  // kCompactFraction of the graph's nodes, the graph is compacted instead: rebuilt from
+  // the survivors' search vectors (no model needed), which drops every tombstone.
   std::size_t remove_if(const std::function<bool(const IndexEntry&)>& drop, int threads = 0);
+  static constexpr double kCompactFraction = 0.2;
+  std::size_t tombstones() const;  // removed nodes still in the graph (saved with it: TOMBSTNS)
+  std::size_t graph_nodes() const { return size() + tombstones(); }
+  std::size_t compactions() const { return compactions_; }  // by remove_if/compact() since load or construction
+  void compact(int threads = 0);   // rebuilds the graph now if it holds tombstones
 
-  // k best by HNSW, best first. ef = 0 uses params().ef_search.
+  // k best by HNSW, best first. ef = 0 uses params().ef_search. Never a removed entry;
+  // min(k, size()) hits (by brute force if the graph cannot reach that many).
   std::vector<SearchHit> search(const float* query, int k, int ef = 0) const;
   // k best by brute force over every vector, best first.
   std::vector<SearchHit> search_exact(const float* query, int k) const;
@@ -103,20 +121,38 @@ class ImageIndex {
   QueryExpansion query_expansion_;
   std::vector<float> model_vectors_;  // size() x model_dim_, kept while transformed()
   std::vector<std::uint32_t> augmentation_neighbours_;
+  std::size_t compactions_ = 0;
 
   bool transformed() const { return projection_.enabled() || augmentation_.enabled(); }
   // add() and remove_if() without post-processing: `vectors` are search vectors.
-  void add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads);
-  // Replaces the graph (and the dimension) with these entries and search vectors.
+  // `progress` counts from `done_before` towards `total` (0: entries.size()).
+  void add_search_vectors(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                          const LinkProgress& progress = {}, std::size_t done_before = 0, std::size_t total = 0);
   // Changes these entries' search vectors in place (hnswlib repairs their links).
-  void replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors);
+  void replace_search_vectors(const std::vector<std::uint32_t>& ids, const float* vectors,
+                              const LinkProgress& progress = {}, std::size_t done_before = 0, std::size_t total = 0);
+  // Replaces the graph (and the dimension) with these entries and search vectors.
   void rebuild(std::vector<IndexEntry> entries, const float* vectors, int dim, int threads);
-  void add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads);
-  std::size_t remove_transformed(const std::vector<bool>& drop, int threads);
+  // Keeps only the entries `keep` (ascending old ids), renumbered in that order: their
+  // nodes are relabelled and the others marked deleted; the graph is not rebuilt.
+  void bury(const std::vector<std::uint32_t>& keep);
+  // Search vectors that change with a removal: entry ids after it, and dim() floats each.
+  struct SearchVectorChanges {
+    std::vector<std::uint32_t> ids;
+    std::vector<float> vectors;
+  };
+  void add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
+                       const LinkProgress& progress);
+  // The post-processing side of remove_if, before the graph changes: drops the removed
+  // entries' model vectors and neighbour lists, and re-augments the entries that lost a
+  // neighbour (returned, for remove_if to write into the graph).
+  SearchVectorChanges remove_transformed(const std::vector<std::uint32_t>& keep);
   std::vector<float> base_vectors() const;  // model vectors, projected: size() x the projected dimension
   friend ImageIndex load_index(const std::string& path);
   friend void detail::write_graph(const ImageIndex&, detail::BinaryFileWriter&);
-  friend void detail::restore_graph(ImageIndex&, detail::ByteReader&, const std::uint8_t*);
+  friend void detail::write_tombstones(const ImageIndex&, detail::BinaryFileWriter&);
+  friend void detail::restore_graph(ImageIndex&, detail::ByteReader&, const std::uint8_t*, std::uint64_t,
+                                    const std::uint8_t*);
 };
 
 }  // namespace imgsearch
