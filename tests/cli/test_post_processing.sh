@@ -36,8 +36,11 @@ assert refined["mAP"] >= 0.96 and refined["exact"]["mAP"] >= 0.96, refined["mAP"
 assert refined["P@10"] >= 0.973, refined["P@10"]
 assert refined["mAP"] >= raw["mAP"] + 0.05
 # The model's vectors are untouched: without the post-processing, the raw figures exactly.
+# (The exact ranking to the bit; HNSW over a graph rebuilt by parallel insertion nearly.)
+for key in ("mAP", "P@10"):
+    assert abs(undone["exact"][key] - raw["exact"][key]) < 1e-9, (key, undone["exact"], raw["exact"])
 for key in ("mAP", "P@10", "P@1", "R-precision"):
-    assert abs(undone[key] - raw[key]) < 1e-9, (key, undone[key], raw[key])
+    assert abs(undone[key] - raw[key]) < 0.005, (key, undone[key], raw[key])
 assert info["augmentation"] == {"k": 15, "alpha": 3.0} and info["query_expansion"] == {"k": 15, "alpha": 3.0}
 assert info["dim"] == 1280 and info["model_dim"] == 1280 and info["projection"] is None
 # Format version 2 with the features an older reader must refuse.
