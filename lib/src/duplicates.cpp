@@ -239,6 +239,15 @@ std::uint8_t crowd_flags(const DedupThresholds& t, std::uint32_t hash_count, std
   return f;
 }
 
+// A collection whose pHashes crowd (one layout, one background) is a catalogue, where a
+// generic CNN also puts different products of one kind at cosine 0.9 and above (120
+// fashion44k shoes: not crowded by count, yet brown and black shoes at 0.9): there every
+// match needs both signals.
+std::uint8_t catalogue_rule(const DedupThresholds& t, std::uint8_t everyone) {
+  if ((everyone & kHashCrowded) && t.crowd_cnn_limit >= 0) everyone |= kCnnCrowded;
+  return everyone;
+}
+
 // The flags from the counts, then the collection-wide rule (crowd_fraction).
 void finish_crowding(const ImageIndex& index, const DedupThresholds& t, SignalCrowding& c) {
   const std::size_t n = c.flags.size();
@@ -252,6 +261,7 @@ void finish_crowding(const ImageIndex& index, const DedupThresholds& t, SignalCr
   std::uint8_t everyone = 0;
   if (t.crowd_hash_limit >= 0 && hashed > 0 && hash_crowded > t.crowd_fraction * hashed) everyone |= kHashCrowded;
   if (t.crowd_cnn_limit >= 0 && n > 0 && cnn_crowded > t.crowd_fraction * n) everyone |= kCnnCrowded;
+  everyone = catalogue_rule(t, everyone);
   c.collection = everyone;
   for (std::uint8_t& f : c.flags) f |= everyone;
   c.hash_crowded = hash_crowded;
@@ -328,7 +338,7 @@ std::uint8_t collection_crowding(const ImageIndex& index, const DedupThresholds&
   std::uint8_t everyone = 0;
   if (t.crowd_hash_limit >= 0 && hashed > 0 && hash_crowded > t.crowd_fraction * hashed) everyone |= kHashCrowded;
   if (t.crowd_cnn_limit >= 0 && cnn_crowded > t.crowd_fraction * take) everyone |= kCnnCrowded;
-  return everyone;
+  return catalogue_rule(t, everyone);
 }
 
 PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t,
