@@ -29,9 +29,9 @@ DedupThresholds dedup_preset(const std::string& name) {
     t.cap_cosine = name == "near" ? 0.75f : 0.60f;
     t.cap_hash_distance = name == "near" ? 20 : 24;
     t.centre_score = 0.90f;
-    // Crowds: Corel-1k's photos with 32 edited copies each have at most ~70 hashes within
-    // 14 bits and ~26 neighbours at cosine >= 0.85 (copies included); a catalogue's photos
-    // have hundreds to thousands (docs/dedup.md, "Crowded signals").
+    // Crowds: Corel-1k's photos with 32 edited copies each have at most 45 identity hashes
+    // within 14 bits and 26 neighbours at cosine >= 0.85 (copies included); a catalogue's
+    // photos have hundreds to thousands (docs/dedup.md, "Crowded signals").
     t.crowd_hash_distance = 14;
     t.crowd_hash_limit = 64;
     t.crowd_cosine = 0.85f;
