@@ -73,6 +73,7 @@ int run_queries(const DedupArgs& args, const ImageIndex& index, const std::strin
   std::unique_ptr<Model> model = load_model_for_index(args.model, index.model(), index_path);
   Searcher searcher(index, *model, args.model.decode());
   const HashNeighbours hashes(index);
+  const std::uint8_t collection_crowd = collection_crowding(index, thresholds);
   std::size_t failures = 0;
   for (const std::string& query : expand_stdin(args.queries)) {
     PairMatch best;
@@ -94,8 +95,16 @@ int run_queries(const DedupArgs& args, const ImageIndex& index, const std::strin
       for (std::uint32_t id = 0; id < index.size(); ++id)  // identical bytes: a linear scan of 8-byte hashes
         if (index.entry(id).signals.present && index.entry(id).signals.content_hash == signals.content_hash)
           candidates.push_back(id);
+      // The crowd rule: the query's own crowds, and each candidate's (measured on demand).
+      const std::uint8_t query_crowd =
+          collection_crowd | crowding_of(index, thresholds, signals.present, signals.phash[0], vector.data());
       for (const std::uint32_t id : candidates) {
-        const PairMatch m = match_external(index, signals, vector.data(), id, thresholds);
+        PairMatch m = match_external(index, signals, vector.data(), id, thresholds, query_crowd);
+        if (m.matched() && query_crowd == 0 && crowding_enabled(thresholds)) {
+          const DuplicateSignals& cs = index.entry(id).signals;
+          m = match_external(index, signals, vector.data(), id, thresholds, query_crowd,
+                             crowding_of(index, thresholds, cs.present, cs.phash[0], index.model_vector(id)));
+        }
         if (!m.matched()) continue;
         const bool stronger = !best.matched() || (m.signal == MatchSignal::Content) > (best.signal == MatchSignal::Content) ||
                               ((m.signal == MatchSignal::Content) == (best.signal == MatchSignal::Content) && m.score > best.score);
@@ -235,8 +244,9 @@ int run_dedup(DedupArgs args) {
   options.thresholds = thresholds;
   options.neighbours = args.neighbours;
   options.threads = args.model.threads;
-  const std::vector<CandidatePair> pairs = find_duplicate_pairs(index, options);
-  const std::vector<DuplicateGroup> groups = group_duplicates(index, pairs, thresholds, grouping);
+  SignalCrowding crowding;
+  const std::vector<CandidatePair> pairs = find_duplicate_pairs(index, options, &crowding);
+  const std::vector<DuplicateGroup> groups = group_duplicates(index, pairs, thresholds, grouping, &crowding);
   print_groups(args, index, groups, *out);
   if (args.format == "html") write_html(args, index, groups, args.output, index_path);
   if (!args.html.empty()) write_html(args, index, groups, args.html, index_path);
@@ -289,7 +299,9 @@ void setup_dedup(CLI::App& app, Runner& runner) {
       ->check(CLI::IsMember({"exact", "near", "similar"}));
   app.add_option("--threshold", args->thresholds,
                  "override a preset's threshold: phash=N (Hamming, 0..15), phash-cnn=X, cnn=X (cosine), weak-phash=N and weak-cnn=X "
-                 "(both must hold), cap-phash=N and cap-cnn=X (what any two members of a group must pass), centre=X, orientations=0|1; repeatable (docs/dedup.md)");
+                 "(both must hold), cap-phash=N and cap-cnn=X (what any two members of a group must pass), centre=X, orientations=0|1, "
+                 "crowd-phash=N, crowd-phash-limit=N, crowd-cnn=X, crowd-cnn-limit=N, crowd-fraction=X, crowded-phash=N, crowded-cnn=X "
+                 "(the crowd rule for catalogues); repeatable (docs/dedup.md)");
   app.add_option("--format", args->format, "table (default), json (one line per group), tsv or html")
       ->check(CLI::IsMember({"table", "json", "tsv", "html"}));
   app.add_option("--html", args->html, "also write a self-contained HTML page of the groups here");

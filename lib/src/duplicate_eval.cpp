@@ -165,7 +165,9 @@ DuplicateEvalReport evaluate_duplicates(const ImageIndex& index, const Duplicate
     DedupOptions options;
     options.thresholds = thresholds;
     options.threads = threads;
-    const auto groups = group_duplicates(index, find_duplicate_pairs(index, options), options.thresholds, {});
+    SignalCrowding crowding;
+    const auto pairs = find_duplicate_pairs(index, options, &crowding);
+    const auto groups = group_duplicates(index, pairs, options.thresholds, {}, &crowding);
     std::unordered_set<std::uint64_t> predicted;
     for (const DuplicateGroup& g : groups)
       for (std::size_t i = 0; i < g.members.size(); ++i)

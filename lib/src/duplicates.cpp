@@ -29,6 +29,16 @@ DedupThresholds dedup_preset(const std::string& name) {
     t.cap_cosine = name == "near" ? 0.75f : 0.60f;
     t.cap_hash_distance = name == "near" ? 20 : 24;
     t.centre_score = 0.90f;
+    // Crowds: Corel-1k's photos with 32 edited copies each have at most 45 identity hashes
+    // within 14 bits and 26 neighbours at cosine >= 0.85 (copies included); a catalogue's
+    // photos have hundreds to thousands (docs/dedup.md, "Crowded signals").
+    t.crowd_hash_distance = 14;
+    t.crowd_hash_limit = 64;
+    t.crowd_cosine = 0.85f;
+    t.crowd_cnn_limit = 32;
+    t.crowded_hash_distance = 4;
+    t.crowded_cosine = 0.95f;
+    t.crowd_fraction = 0.2f;
     return t;
   }
   throw_error(ErrorKind::InvalidArgument, "unknown preset '{}' (use exact, near or similar)", name);
@@ -73,9 +83,25 @@ void apply_threshold_override(DedupThresholds& t, const std::string& spec) {
     t.cap_hash_distance = distance();
   } else if (key == "orientations") {
     t.orientations = number() != 0;
+  } else if (key == "crowd-phash") {
+    t.crowd_hash_distance = distance();
+  } else if (key == "crowd-phash-limit" || key == "crowd-cnn-limit") {
+    const double v = number();
+    IMGSEARCH_CHECK(v == std::floor(v) && v >= -1 && v <= 1e9, ErrorKind::InvalidArgument,
+                    "--threshold {}: a count of images (-1: off), got {}", key, value);
+    (key == "crowd-phash-limit" ? t.crowd_hash_limit : t.crowd_cnn_limit) = static_cast<int>(v);
+  } else if (key == "crowd-cnn") {
+    t.crowd_cosine = static_cast<float>(number());
+  } else if (key == "crowded-phash") {
+    t.crowded_hash_distance = distance();
+  } else if (key == "crowded-cnn") {
+    t.crowded_cosine = static_cast<float>(number());
+  } else if (key == "crowd-fraction") {
+    t.crowd_fraction = static_cast<float>(number());
   } else {
     throw_error(ErrorKind::InvalidArgument,
-                "--threshold: unknown signal '{}' (use phash=N, cnn=X, weak-phash=N, weak-cnn=X, phash-cnn=X, cap-phash=N, cap-cnn=X, centre=X or orientations=0|1)",
+                "--threshold: unknown signal '{}' (use phash=N, cnn=X, weak-phash=N, weak-cnn=X, phash-cnn=X, cap-phash=N, cap-cnn=X, centre=X, "
+                "orientations=0|1, crowd-phash=N, crowd-phash-limit=N, crowd-cnn=X, crowd-cnn-limit=N, crowded-phash=N, crowded-cnn=X or crowd-fraction=X)",
                 spec);
   }
 }
@@ -110,10 +136,18 @@ float dot(const float* a, const float* b, int dim) {
   return s;
 }
 
+// Embedding neighbours searched per image to measure its embedding crowd.
+constexpr int kCrowdNeighbours = 64;
+// Identity hashes the hash crowd is counted against (all of them below this size).
+constexpr std::size_t kCrowdSample = 16384;
+
+bool informative_hash(const DuplicateSignals& s) { return s.present && __builtin_popcountll(s.phash[0]) >= kMinHashBits; }
+
 PairMatch decide(const DuplicateSignals& sa, std::uint64_t size_a, const DuplicateSignals& sb, std::uint64_t size_b,
-                 float cosine, const DedupThresholds& t) {
+                 float cosine, const DedupThresholds& t, std::uint8_t crowd = 0) {
   PairMatch m;
   m.cosine = cosine;
+  const bool hash_counts = !(crowd & kHashCrowded), cnn_counts = !(crowd & kCnnCrowded);
   const bool both = sa.present && sb.present;
   // A hash with few bits set (a flat or nearly flat image: blank frames, solid colours)
   // says little; such images are compared by content and embedding only.
@@ -133,13 +167,17 @@ PairMatch decide(const DuplicateSignals& sa, std::uint64_t size_a, const Duplica
   if (t.content && both && size_a == size_b && sa.content_hash == sb.content_hash) {
     m.signal = MatchSignal::Content;
     m.score = 1.0f;
-  } else if (informative && m.hash_distance <= t.hash_distance && cosine >= t.hash_min_cosine) {
+  } else if (informative && hash_counts && m.hash_distance <= t.hash_distance && cosine >= t.hash_min_cosine) {
     m.signal = MatchSignal::PerceptualHash;
     m.score = 1.0f - m.hash_distance / 64.0f;
-  } else if (cosine >= t.min_cosine) {
+  } else if (cnn_counts && cosine >= t.min_cosine) {
     m.signal = MatchSignal::Embedding;
     m.score = cosine;
-  } else if (informative && cosine >= t.weak_cosine && m.hash_distance <= t.weak_hash_distance) {
+  } else if (informative && hash_counts && cnn_counts && cosine >= t.weak_cosine && m.hash_distance <= t.weak_hash_distance) {
+    m.signal = MatchSignal::EmbeddingAndHash;
+    m.score = cosine;
+  } else if (crowd && informative && cosine >= t.crowded_cosine && m.hash_distance <= t.crowded_hash_distance) {
+    // In a crowd, only both signals agreeing closely still say "copy".
     m.signal = MatchSignal::EmbeddingAndHash;
     m.score = cosine;
   }
@@ -150,28 +188,184 @@ int resolve_threads(int threads) {
   return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-}  // namespace
+// The hash crowd: identity hashes within crowd_hash_distance of `hash` among the sample,
+// scaled to the collection (`self`, when in the sample, is not counted).
+class HashCrowdCounter {
+ public:
+  explicit HashCrowdCounter(const ImageIndex& index) {
+    std::vector<std::uint32_t> present;
+    for (std::uint32_t i = 0; i < index.size(); ++i)
+      if (informative_hash(index.entry(i).signals)) present.push_back(i);
+    total_ = present.size();
+    const std::size_t take = std::min(total_, kCrowdSample);
+    for (std::size_t k = 0; k < take; ++k) {  // evenly spaced: deterministic, and exact when take == total_
+      const std::uint32_t id = present[k * total_ / take];
+      ids_.push_back(id);
+      hashes_.push_back(index.entry(id).signals.phash[0]);
+    }
+  }
+  std::uint32_t count(std::uint64_t hash, int radius, std::int64_t self) const {
+    std::size_t within = 0;
+    for (std::size_t k = 0; k < hashes_.size(); ++k)
+      within += hamming_distance(hashes_[k], hash) <= radius && ids_[k] != self;
+    if (hashes_.empty()) return 0;
+    return static_cast<std::uint32_t>((within * total_ + hashes_.size() / 2) / hashes_.size());
+  }
 
-PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t) {
-  const IndexEntry& ea = index.entry(a);
-  const IndexEntry& eb = index.entry(b);
-  return decide(ea.signals, ea.size, eb.signals, eb.size, dot(index.model_vector(a), index.model_vector(b), index.model_dim()), t);
+ private:
+  std::size_t total_ = 0;
+  std::vector<std::uint32_t> ids_;
+  std::vector<std::uint64_t> hashes_;
+};
+
+// Among the kCrowdNeighbours nearest (by the index's search), those at a model cosine of at
+// least crowd_cosine, not counting `self`.
+std::uint32_t cnn_crowd(const ImageIndex& index, const float* search_vector, const float* model_vector, float crowd_cosine,
+                        std::int64_t self, std::vector<SearchHit>* hits_out = nullptr) {
+  if (index.size() == 0) return 0;
+  const int k = std::min<int>(kCrowdNeighbours + 1, static_cast<int>(index.size()));
+  std::vector<SearchHit> hits = index.search(search_vector, k, std::max(k, 64));
+  std::uint32_t crowd = 0;
+  for (const SearchHit& hit : hits)
+    if (hit.id != self && dot(model_vector, index.model_vector(hit.id), index.model_dim()) >= crowd_cosine) ++crowd;
+  if (hits_out) *hits_out = std::move(hits);
+  return crowd;
 }
 
-bool within_group_cap(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t) {
-  const PairMatch m = match_pair(index, a, b, t);
-  if (m.matched() || m.cosine >= t.cap_cosine) return true;
-  const DuplicateSignals& sa = index.entry(a).signals;
-  const DuplicateSignals& sb = index.entry(b).signals;
-  return sa.present && sb.present && __builtin_popcountll(sa.phash[0]) >= kMinHashBits &&
-         __builtin_popcountll(sb.phash[0]) >= kMinHashBits && m.hash_distance <= t.cap_hash_distance;
+std::uint8_t crowd_flags(const DedupThresholds& t, std::uint32_t hash_count, std::uint32_t cnn_count) {
+  std::uint8_t f = 0;
+  if (t.crowd_hash_limit >= 0 && hash_count > static_cast<std::uint32_t>(t.crowd_hash_limit)) f |= kHashCrowded;
+  if (t.crowd_cnn_limit >= 0 && cnn_count > static_cast<std::uint32_t>(t.crowd_cnn_limit)) f |= kCnnCrowded;
+  return f;
+}
+
+// A collection whose pHashes crowd (one layout, one background) is a catalogue, where a
+// generic CNN also puts different products of one kind at cosine 0.9 and above (120
+// fashion44k shoes: not crowded by count, yet brown and black shoes at 0.9): there every
+// match needs both signals.
+std::uint8_t catalogue_rule(const DedupThresholds& t, std::uint8_t everyone) {
+  if ((everyone & kHashCrowded) && t.crowd_cnn_limit >= 0) everyone |= kCnnCrowded;
+  return everyone;
+}
+
+// The flags from the counts, then the collection-wide rule (crowd_fraction).
+void finish_crowding(const ImageIndex& index, const DedupThresholds& t, SignalCrowding& c) {
+  const std::size_t n = c.flags.size();
+  std::size_t hashed = 0, hash_crowded = 0, cnn_crowded = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    c.flags[i] = crowd_flags(t, c.hash_count[i], c.cnn_count[i]);
+    hashed += informative_hash(index.entry(i).signals);
+    hash_crowded += (c.flags[i] & kHashCrowded) != 0;
+    cnn_crowded += (c.flags[i] & kCnnCrowded) != 0;
+  }
+  std::uint8_t everyone = 0;
+  if (t.crowd_hash_limit >= 0 && hashed > 0 && hash_crowded > t.crowd_fraction * hashed) everyone |= kHashCrowded;
+  if (t.crowd_cnn_limit >= 0 && n > 0 && cnn_crowded > t.crowd_fraction * n) everyone |= kCnnCrowded;
+  everyone = catalogue_rule(t, everyone);
+  c.collection = everyone;
+  for (std::uint8_t& f : c.flags) f |= everyone;
+  c.hash_crowded = hash_crowded;
+  c.cnn_crowded = cnn_crowded;
+}
+
+}  // namespace
+
+bool crowding_enabled(const DedupThresholds& t) { return t.crowd_hash_limit >= 0 || t.crowd_cnn_limit >= 0; }
+
+SignalCrowding measure_crowding(const ImageIndex& index, const DedupThresholds& t, int threads) {
+  const std::size_t n = index.size();
+  SignalCrowding c;
+  c.flags.assign(n, 0);
+  c.hash_count.assign(n, 0);
+  c.cnn_count.assign(n, 0);
+  if (!crowding_enabled(t)) return c;
+  std::optional<HashCrowdCounter> counter;
+  if (t.crowd_hash_limit >= 0) counter.emplace(index);
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr error;
+  std::mutex mutex;
+  std::vector<std::thread> pool;
+  for (int w = 0; w < resolve_threads(threads); ++w)
+    pool.emplace_back([&] {
+      try {
+        for (std::size_t i; (i = next.fetch_add(1)) < n;) {
+          const DuplicateSignals& s = index.entry(i).signals;
+          if (counter && informative_hash(s)) c.hash_count[i] = counter->count(s.phash[0], t.crowd_hash_distance, i);
+          if (t.crowd_cnn_limit >= 0)
+            c.cnn_count[i] = cnn_crowd(index, index.vector(i), index.model_vector(i), t.crowd_cosine, i);
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!error) error = std::current_exception();
+        next = n;
+      }
+    });
+  for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
+  finish_crowding(index, t, c);
+  return c;
+}
+
+std::uint8_t crowding_of(const ImageIndex& index, const DedupThresholds& t, bool has_hash, std::uint64_t identity_hash,
+                         const float* unit_vector, std::uint32_t* hash_count, std::uint32_t* cnn_count) {
+  std::uint32_t hc = 0, cc = 0;
+  if (t.crowd_hash_limit >= 0 && has_hash && __builtin_popcountll(identity_hash) >= kMinHashBits)
+    hc = HashCrowdCounter(index).count(identity_hash, t.crowd_hash_distance, -1);
+  if (t.crowd_cnn_limit >= 0 && index.model_dim() == index.dim())  // searchable by the model's own vector
+    cc = cnn_crowd(index, unit_vector, unit_vector, t.crowd_cosine, -1);
+  if (hash_count) *hash_count = hc;
+  if (cnn_count) *cnn_count = cc;
+  return crowd_flags(t, hc, cc);
+}
+
+std::uint8_t collection_crowding(const ImageIndex& index, const DedupThresholds& t) {
+  if (!crowding_enabled(t) || index.size() == 0) return 0;
+  const std::size_t n = index.size(), take = std::min<std::size_t>(n, 256);
+  std::optional<HashCrowdCounter> counter;
+  if (t.crowd_hash_limit >= 0) counter.emplace(index);
+  std::size_t hashed = 0, hash_crowded = 0, cnn_crowded = 0;
+  for (std::size_t k = 0; k < take; ++k) {
+    const auto i = static_cast<std::uint32_t>(k * n / take);
+    const DuplicateSignals& s = index.entry(i).signals;
+    const std::uint32_t hc = counter && informative_hash(s) ? counter->count(s.phash[0], t.crowd_hash_distance, i) : 0;
+    const std::uint32_t cc =
+        t.crowd_cnn_limit >= 0 ? cnn_crowd(index, index.vector(i), index.model_vector(i), t.crowd_cosine, i) : 0;
+    const std::uint8_t f = crowd_flags(t, hc, cc);
+    hashed += informative_hash(s);
+    hash_crowded += (f & kHashCrowded) != 0;
+    cnn_crowded += (f & kCnnCrowded) != 0;
+  }
+  std::uint8_t everyone = 0;
+  if (t.crowd_hash_limit >= 0 && hashed > 0 && hash_crowded > t.crowd_fraction * hashed) everyone |= kHashCrowded;
+  if (t.crowd_cnn_limit >= 0 && cnn_crowded > t.crowd_fraction * take) everyone |= kCnnCrowded;
+  return catalogue_rule(t, everyone);
+}
+
+PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t,
+                     const SignalCrowding* crowding) {
+  const IndexEntry& ea = index.entry(a);
+  const IndexEntry& eb = index.entry(b);
+  const std::uint8_t crowd = crowding ? crowding->of(a) | crowding->of(b) : 0;
+  return decide(ea.signals, ea.size, eb.signals, eb.size, dot(index.model_vector(a), index.model_vector(b), index.model_dim()), t,
+                crowd);
+}
+
+bool within_group_cap(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t,
+                      const SignalCrowding* crowding) {
+  const PairMatch m = match_pair(index, a, b, t, crowding);
+  if (m.matched()) return true;
+  const std::uint8_t crowd = crowding ? crowding->of(a) | crowding->of(b) : 0;
+  if (!(crowd & kCnnCrowded) && m.cosine >= t.cap_cosine) return true;
+  return !(crowd & kHashCrowded) && informative_hash(index.entry(a).signals) && informative_hash(index.entry(b).signals) &&
+         m.hash_distance <= t.cap_hash_distance;
 }
 
 PairMatch match_external(const ImageIndex& index, const DuplicateSignals& signals, const float* unit_vector,
-                         std::uint32_t b, const DedupThresholds& t) {
+                         std::uint32_t b, const DedupThresholds& t, std::uint8_t crowd_flags, std::uint8_t crowd_flags_b) {
   const IndexEntry& eb = index.entry(b);
   // The size is not known for an outside image: identical content hashes decide alone.
-  return decide(signals, eb.size, eb.signals, eb.size, dot(unit_vector, index.model_vector(b), index.model_dim()), t);
+  return decide(signals, eb.size, eb.signals, eb.size, dot(unit_vector, index.model_vector(b), index.model_dim()), t,
+                crowd_flags | crowd_flags_b);
 }
 
 HashNeighbours::HashNeighbours(const ImageIndex& index) {
@@ -220,7 +414,8 @@ std::vector<std::uint32_t> HashNeighbours::within(std::uint64_t hash, int radius
   return found;
 }
 
-std::vector<CandidatePair> find_duplicate_pairs(const ImageIndex& index, const DedupOptions& options) {
+std::vector<CandidatePair> find_duplicate_pairs(const ImageIndex& index, const DedupOptions& options,
+                                                SignalCrowding* crowding_out) {
   const auto started = std::chrono::steady_clock::now();
   const DedupThresholds& t = options.thresholds;
   const std::size_t n = index.size();
@@ -263,6 +458,19 @@ std::vector<CandidatePair> find_duplicate_pairs(const ImageIndex& index, const D
   const int radius = std::min(t.hash_distance, 15);
   const float min_cosine = std::min(t.min_cosine, t.weak_cosine);
   const int k = std::min<int>(options.neighbours + 1, static_cast<int>(n));
+  // The crowds are measured in the same pass: the hash crowd against a sample, the
+  // embedding crowd from one search of kCrowdNeighbours, whose nearest also give the
+  // candidates. Pairs are found without the crowd rule and filtered by it afterwards
+  // (it only ever removes matches).
+  const bool crowd_rule = crowding_enabled(t);
+  SignalCrowding crowding;
+  std::optional<HashCrowdCounter> crowd_counter;
+  if (crowd_rule) {
+    crowding.flags.assign(n, 0);
+    crowding.hash_count.assign(n, 0);
+    crowding.cnn_count.assign(n, 0);
+    if (t.crowd_hash_limit >= 0) crowd_counter.emplace(index);
+  }
   std::atomic<std::size_t> next{0};
   std::exception_ptr error;
   std::vector<std::thread> pool;
@@ -292,10 +500,18 @@ std::vector<CandidatePair> find_duplicate_pairs(const ImageIndex& index, const D
               for (const std::uint32_t b : near) offer(a, b, local);
             }
           }
-          if (use_embedding) {
-            for (const SearchHit& hit : index.search(index.vector(i), k, std::max(k, 64)))
-              if (hit.score >= min_cosine) offer(a, hit.id, local);
+          if (crowd_counter && informative_hash(s))
+            crowding.hash_count[i] = crowd_counter->count(s.phash[0], t.crowd_hash_distance, a);
+          std::vector<SearchHit> hits;
+          if (crowd_rule && t.crowd_cnn_limit >= 0) {
+            crowding.cnn_count[i] = cnn_crowd(index, index.vector(i), index.model_vector(i), t.crowd_cosine, a, &hits);
+            if (hits.size() > static_cast<std::size_t>(k)) hits.resize(static_cast<std::size_t>(k));  // by score
+          } else if (use_embedding) {
+            hits = index.search(index.vector(i), k, std::max(k, 64));
           }
+          if (use_embedding)
+            for (const SearchHit& hit : hits)
+              if (hit.score >= min_cosine) offer(a, hit.id, local);
           if (local.size() > 4096) merge(local);
         }
         merge(local);
@@ -308,6 +524,29 @@ std::vector<CandidatePair> find_duplicate_pairs(const ImageIndex& index, const D
   }
   for (auto& th : pool) th.join();
   if (error) std::rethrow_exception(error);
+
+  if (crowd_rule) {
+    finish_crowding(index, t, crowding);
+    const std::size_t before = pairs.size();
+    std::vector<CandidatePair> kept;
+    for (CandidatePair& p : pairs) {
+      const std::uint8_t crowd = crowding.flags[p.a] | crowding.flags[p.b];
+      if (crowd) {
+        const IndexEntry& ea = index.entry(p.a);
+        const IndexEntry& eb = index.entry(p.b);
+        p.match = decide(ea.signals, ea.size, eb.signals, eb.size, p.match.cosine, t, crowd);
+        if (!p.match.matched()) continue;
+      }
+      kept.push_back(p);
+    }
+    pairs.swap(kept);
+    log(LogLevel::Info, fmt::format("dedup: crowded signals: the pHash of {} images{}, the embedding of {}{}; {} of {} "
+                                    "matching pairs dropped",
+                                    crowding.hash_crowded, crowding.collection & kHashCrowded ? " (so: of all)" : "",
+                                    crowding.cnn_crowded, crowding.collection & kCnnCrowded ? " (so: of all)" : "",
+                                    before - pairs.size(), before));
+  }
+  if (crowding_out) *crowding_out = std::move(crowding);
 
   log(LogLevel::Info, fmt::format("dedup: {} matching pairs among {} images in {:.2f} s", pairs.size(), n,
                                    std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()));
@@ -336,8 +575,15 @@ bool path_is_under(const std::string& path, const std::string& dir) {
 }
 
 std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std::vector<CandidatePair>& pairs,
-                                             const DedupThresholds& thresholds, const GroupingOptions& options) {
+                                             const DedupThresholds& thresholds, const GroupingOptions& options,
+                                             const SignalCrowding* crowding) {
   const auto started = std::chrono::steady_clock::now();
+  SignalCrowding measured;
+  if (crowding_enabled(thresholds) && (!crowding || crowding->flags.size() != index.size())) {
+    measured = measure_crowding(index, thresholds);
+    crowding = &measured;
+  }
+  if (!crowding_enabled(thresholds)) crowding = nullptr;
   // Star grouping: the image with the most matches becomes a group's centre, and its
   // direct matches (strongest first) join while they stay within the cap of every member
   // already in. A group never grows through a chain of matches, so one false match adds at
@@ -363,7 +609,7 @@ std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std:
   std::vector<std::vector<std::uint32_t>> clusters;
   auto fits = [&](const std::vector<std::uint32_t>& members, std::uint32_t id) {
     for (const std::uint32_t m : members)
-      if (!within_group_cap(index, m, id, thresholds)) return false;
+      if (!within_group_cap(index, m, id, thresholds, crowding)) return false;
     return true;
   };
   for (const std::uint32_t centre : order) {
@@ -433,11 +679,11 @@ std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std:
       GroupMember m;
       m.id = id;
       m.keep = preferred(id);
-      m.match = match_pair(index, keeper, id, thresholds);
+      m.match = match_pair(index, keeper, id, thresholds, crowding);
       if (!m.match.matched())  // linked through another member: its strongest match there
         for (const std::uint32_t other : ids)
           if (other != id) {
-            const PairMatch via = match_pair(index, other, id, thresholds);
+            const PairMatch via = match_pair(index, other, id, thresholds, crowding);
             if (via.matched() && via.score > m.match.score) m.match = via;
           }
       g.members.push_back(m);

@@ -27,8 +27,13 @@ void load(const std::uint8_t* data, std::size_t size) {
       dedup.thresholds = imgsearch::dedup_preset("similar");
       dedup.neighbours = 4;
       dedup.threads = 1;
-      const auto pairs = imgsearch::find_duplicate_pairs(index, dedup);
-      imgsearch::group_duplicates(index, pairs, dedup.thresholds, {});
+      imgsearch::SignalCrowding crowding;
+      const auto pairs = imgsearch::find_duplicate_pairs(index, dedup, &crowding);
+      imgsearch::group_duplicates(index, pairs, dedup.thresholds, {}, &crowding);
+      // The crowd rule's other paths: every image crowded (limits of 0), and the crowds
+      // measured again by grouping alone (measure_crowding).
+      dedup.thresholds.crowd_hash_limit = dedup.thresholds.crowd_cnn_limit = 0;
+      imgsearch::group_duplicates(index, imgsearch::find_duplicate_pairs(index, dedup), dedup.thresholds, {});
       // Post-processing (projection, augmentation, expansion) on a model-space vector.
       std::vector<float> model_query(index.model_vector(0), index.model_vector(0) + index.model_dim());
       model_query[0] += 0.25f;

@@ -323,3 +323,96 @@ TEST_CASE("DUPSIGS: saved and loaded; old indexes without it load; a corrupt one
     CHECK(old.signals_count() == 0);
   }
 }
+
+TEST_CASE("crowded signals: look-alikes sharing a hash and an embedding neighbourhood do not match; their copies do",
+          "[dedup]") {
+  // A catalogue in miniature: 100 different products on one background (hashes within a few
+  // bits of each other, embeddings at cosine ~0.89), among 200 unrelated photos; one
+  // product has a byte-identical copy and a re-encoded copy (hash 2 bits off, cosine ~0.99);
+  // one unrelated photo has an edited copy that only its hash finds.
+  Toy toy;
+  for (int i = 0; i < 200; ++i) toy.add(random_hash(toy.rng), toy.random_vector());
+  const std::uint64_t layout = random_hash(toy.rng);
+  const auto background = toy.random_vector();
+  std::normal_distribution<float> normal;
+  auto product_vector = [&](const std::vector<float>& base, float noise) {
+    std::vector<float> v(base);
+    for (float& x : v) x += noise * normal(toy.rng);
+    return v;
+  };
+  std::vector<std::size_t> products;
+  std::vector<std::vector<float>> product_vectors;
+  for (int i = 0; i < 100; ++i) {
+    product_vectors.push_back(product_vector(background, 0.35f));
+    products.push_back(toy.add(flip_bits(layout, 3, toy.rng), product_vectors.back(), 5000 + i));
+  }
+  const auto byte_copy = toy.add(toy.entries[products[0]].signals.phash[0], toy.random_vector(), 5000);
+  toy.entries[byte_copy].size = toy.entries[products[0]].size;
+  const auto reencoded = toy.add(flip_bits(toy.entries[products[0]].signals.phash[0], 2, toy.rng),
+                                 product_vector(product_vectors[0], 0.05f));
+  const auto photo = toy.rng() % 200;
+  const auto photo_copy = toy.add(flip_bits(toy.entries[photo].signals.phash[0], 6, toy.rng),
+                                  toy.related(std::vector<float>(toy.vectors.begin() + photo * kDim,
+                                                                 toy.vectors.begin() + (photo + 1) * kDim)));
+  const ImageIndex index = toy.build();
+
+  DedupOptions options;
+  options.thresholds = dedup_preset("near");
+  options.threads = 2;
+  auto pairs_of = [&](const DedupOptions& o, SignalCrowding* crowding = nullptr) {
+    std::set<std::pair<std::size_t, std::size_t>> found;
+    for (const auto& p : find_duplicate_pairs(index, o, crowding)) found.emplace(p.a, p.b);
+    return found;
+  };
+  auto look_alike_pairs = [&](const std::set<std::pair<std::size_t, std::size_t>>& found) {
+    std::size_t n = 0;
+    for (const auto& [a, b] : found) n += a >= products.front() && b <= products.back();
+    return n;
+  };
+
+  // Without the rule (the presets before it): the products match each other by the dozen.
+  DedupOptions off = options;
+  off.thresholds.crowd_hash_limit = off.thresholds.crowd_cnn_limit = -1;
+  CHECK(look_alike_pairs(pairs_of(off)) > 500);
+
+  // With it: the crowds are measured, the collection is catalogue-like (a third crowded)...
+  SignalCrowding crowding;
+  const auto found = pairs_of(options, &crowding);
+  REQUIRE(crowding.flags.size() == index.size());
+  CHECK(crowding.hash_count[products[5]] >= 90);
+  CHECK(crowding.cnn_count[products[5]] > 32);
+  CHECK(crowding.hash_count[photo] < 5);
+  CHECK(crowding.hash_crowded >= 100);
+  CHECK(crowding.collection == (kHashCrowded | kCnnCrowded));
+  // ... no two products match; the byte copy and the re-encoded copy still do.
+  CHECK(look_alike_pairs(found) == 0);
+  CHECK(found.count({products[0], byte_copy}));
+  CHECK(found.count({products[0], reencoded}));
+  CHECK(match_signal_name(match_pair(index, products[0], reencoded, options.thresholds, &crowding)) == "cnn+phash");
+  // In a catalogue-like collection a hash-only match (the edited photo) no longer counts...
+  CHECK(!found.count({photo, photo_copy}));
+  // ... while with the collection-wide rule off it does, as the photo's own hash is not crowded.
+  DedupOptions local = options;
+  local.thresholds.crowd_fraction = 2.0f;
+  const auto local_found = pairs_of(local);
+  CHECK(local_found.count({photo, photo_copy}));
+  CHECK(look_alike_pairs(local_found) == 0);
+
+  // Grouping: the copies join their product, no product joins another.
+  const auto groups = group_duplicates(index, find_duplicate_pairs(index, options), options.thresholds, {});
+  CHECK(same_group(groups, products[0], byte_copy));
+  CHECK(same_group(groups, products[0], reencoded));
+  for (std::size_t i = 1; i < products.size(); ++i) CHECK(!same_group(groups, products[0], products[i]));
+
+  // measure_crowding (what grouping uses alone) agrees with the pairs pass.
+  const SignalCrowding measured = measure_crowding(index, options.thresholds, 2);
+  CHECK(measured.flags == crowding.flags);
+  CHECK(measured.hash_count == crowding.hash_count);
+
+  DedupThresholds t = dedup_preset("near");
+  apply_threshold_override(t, "crowd-phash-limit=-1");
+  CHECK(t.crowd_hash_limit == -1);
+  apply_threshold_override(t, "crowd-fraction=0.5");
+  CHECK(t.crowd_fraction == Approx(0.5));
+  CHECK_THROWS_AS(apply_threshold_override(t, "crowd-cnn-limit=2.5"), Error);
+}

@@ -9,6 +9,7 @@
 #include "imgsearch/index.h"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,7 +40,53 @@ struct DedupThresholds {
   // joins without the cap: a letterboxed copy is unmistakably its original's, even when
   // it resembles the original's grey copy too little. > 1: off.
   float centre_score = 2.0f;
+  // Collection-adaptive rule (docs/dedup.md, "Crowded signals"): a signal stops counting
+  // for an image whose neighbourhood in that signal is crowded, because a match there is
+  // more likely a chance look-alike than a copy (catalogue photos of different products on
+  // one white background share their pHash and reach cosine 0.9). An image's hash is
+  // crowded when more than crowd_hash_limit other images have an identity hash within
+  // crowd_hash_distance of its own; its embedding when more than crowd_cnn_limit of its
+  // crowd_neighbours nearest have a cosine >= crowd_cosine. A limit < 0 turns the check off.
+  int crowd_hash_distance = 14;
+  int crowd_hash_limit = -1;
+  float crowd_cosine = 0.85f;
+  int crowd_cnn_limit = -1;
+  // Where either image of a pair is crowded in a signal, that signal's rules (and the cap
+  // and centre through it) do not apply; the pair then matches by content, by the other
+  // signal if it is not crowded, or by both at once at these strict levels.
+  int crowded_hash_distance = -1;
+  float crowded_cosine = 2.0f;
+  // When more than this fraction of the collection is crowded in a signal, the collection
+  // is catalogue-like for that signal (one layout, one background, one product type), and
+  // the signal is treated as crowded for every image: the images under the limit there are
+  // the crowd's edge, not photos the signal can tell apart (fashion44k: pHash matches
+  // between a watch and a T-shirt at 10 bits). > 1: off.
+  float crowd_fraction = 2.0f;
 };
+
+// Which signals are crowded, per image (bit kHashCrowded, bit kCnnCrowded).
+constexpr std::uint8_t kHashCrowded = 1, kCnnCrowded = 2;
+struct SignalCrowding {
+  std::vector<std::uint8_t> flags;        // one per index entry
+  std::vector<std::uint32_t> hash_count;  // the estimated crowd sizes, for reports and tests
+  std::vector<std::uint32_t> cnn_count;
+  std::size_t hash_crowded = 0, cnn_crowded = 0;  // images over the limits
+  std::uint8_t collection = 0;  // signals crowded for the whole collection (crowd_fraction)
+  std::uint8_t of(std::uint32_t id) const { return id < flags.size() ? flags[id] : 0; }
+};
+bool crowding_enabled(const DedupThresholds& t);
+
+// Measures the crowds of every image: the hash crowd counted against a fixed sample of at
+// most 16,384 identity hashes and scaled to the collection (exact below that size, linear
+// time above it); the embedding crowd from a search of the crowd_neighbours nearest.
+SignalCrowding measure_crowding(const ImageIndex& index, const DedupThresholds& t, int threads = 0);
+// The signals crowded for the whole collection (crowd_fraction), estimated from 256 evenly
+// spaced images (for `dedup --query`, which does not measure every image).
+std::uint8_t collection_crowding(const ImageIndex& index, const DedupThresholds& t);
+// The crowd flags of one image outside or inside the index, from its hash and unit vector
+// (its own crowds only: OR collection_crowding()).
+std::uint8_t crowding_of(const ImageIndex& index, const DedupThresholds& t, bool has_hash, std::uint64_t identity_hash,
+                         const float* unit_vector, std::uint32_t* hash_count = nullptr, std::uint32_t* cnn_count = nullptr);
 
 // "exact": identical bytes only. "near" (the default): the copies a person would call the
 // same photo (re-encoded, resized, edited, mirrored, rotated, moderately cropped).
@@ -47,7 +94,8 @@ struct DedupThresholds {
 // Throws Error(InvalidArgument) for another name.
 DedupThresholds dedup_preset(const std::string& name);
 // One override in `imgsearch dedup --threshold` syntax: phash=N, phash-cnn=X, cnn=X,
-// weak-phash=N, weak-cnn=X, cap-phash=N, cap-cnn=X, centre=X, orientations=0|1. Error(InvalidArgument) when bad.
+// weak-phash=N, weak-cnn=X, cap-phash=N, cap-cnn=X, centre=X, orientations=0|1, crowd-phash=N, crowd-phash-limit=N,
+// crowd-cnn=X, crowd-cnn-limit=N, crowded-phash=N, crowded-cnn=X. Error(InvalidArgument) when bad.
 void apply_threshold_override(DedupThresholds& t, const std::string& spec);
 
 struct PairMatch {
@@ -62,13 +110,17 @@ struct PairMatch {
 // "content", "phash", "phash-mirror", "phash-rot90", ..., "cnn", "cnn+phash".
 std::string match_signal_name(const PairMatch& match);
 
-// The pair test on two indexed images (ids into `index`).
-PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t);
-// The grouping cap: a match, or within cap_cosine / cap_hash_distance.
-bool within_group_cap(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t);
-// The same against an image outside the index (its signals and embedding).
+// The pair test on two indexed images (ids into `index`); `crowding` (measure_crowding)
+// applies the crowded-signal rule, nullptr: every signal counts.
+PairMatch match_pair(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t,
+                     const SignalCrowding* crowding = nullptr);
+// The grouping cap: a match, or within cap_cosine / cap_hash_distance (uncrowded signals only).
+bool within_group_cap(const ImageIndex& index, std::uint32_t a, std::uint32_t b, const DedupThresholds& t,
+                      const SignalCrowding* crowding = nullptr);
+// The same against an image outside the index (its signals, embedding and crowd flags).
 PairMatch match_external(const ImageIndex& index, const DuplicateSignals& signals, const float* unit_vector,
-                         std::uint32_t b, const DedupThresholds& t);
+                         std::uint32_t b, const DedupThresholds& t, std::uint8_t crowd_flags = 0,
+                         std::uint8_t crowd_flags_b = 0);
 
 // Multi-index hashing over the four 16-bit blocks of each entry's identity hash: all
 // entries within a Hamming radius of a query hash, without comparing against all.
@@ -101,7 +153,10 @@ struct DedupOptions {
 };
 
 // Every matching pair that neighbour search finds, each once (a < b), strongest first.
-std::vector<CandidatePair> find_duplicate_pairs(const ImageIndex& index, const DedupOptions& options);
+// With the crowd rule on (crowding_enabled), the crowds are measured in the same pass and
+// left in *crowding when given (for group_duplicates).
+std::vector<CandidatePair> find_duplicate_pairs(const ImageIndex& index, const DedupOptions& options,
+                                                SignalCrowding* crowding = nullptr);
 
 enum class KeepRule { Largest, Oldest, Newest, FirstPath };
 KeepRule parse_keep_rule(const std::string& name);  // Error(InvalidArgument) when unknown
@@ -127,8 +182,10 @@ struct GroupingOptions {
 // the rule (largest file, oldest or newest mtime, first path), ties broken by path. Each
 // other member's match is against the keeper when that matches, else its strongest match
 // within the group.
+// `crowding`: find_duplicate_pairs' measurement; nullptr with the crowd rule on measures it again.
 std::vector<DuplicateGroup> group_duplicates(const ImageIndex& index, const std::vector<CandidatePair>& pairs,
-                                             const DedupThresholds& thresholds, const GroupingOptions& options);
+                                             const DedupThresholds& thresholds, const GroupingOptions& options,
+                                             const SignalCrowding* crowding = nullptr);
 
 // True when `path` is `dir` or lies below it (both absolute, lexically normal).
 bool path_is_under(const std::string& path, const std::string& dir);
