@@ -65,6 +65,39 @@ expect_in "$WORK/out" "exact-copy.jpg|$(basename "$first_original")"
 [ "$(grep -c '^group' "$WORK/out")" = 1 ] || fail "exact preset: one group (the byte copy) expected"
 expect_in "$WORK/out" "^  duplicate +1\.0000  content +.*(exact-copy.jpg|$(basename "$first_original"))$"
 
+# --- eval --duplicates against the generated ground truth: the same groups as dedup gives
+# (precision and recall of the default preset equal those measured above from its JSON),
+# per-edit recall, each signal alone, a threshold sweep, an HTML page with the curve.
+expect_status 0 "$IMGSEARCH" eval -i set.index --duplicates "$SET/ground_truth.csv" --json --html dupeval.html
+cp "$WORK/out" dupeval.json
+expect_in dupeval.html "<svg"
+"$PYTHON" - dupeval.json groups.jsonl "$SET/ground_truth.csv" <<'PY'
+import csv, itertools, json, sys
+ev = json.load(open(sys.argv[1]))
+groups = [json.loads(line) for line in open(sys.argv[2])]
+truth = {r["path"]: r for r in csv.DictReader(open(sys.argv[3]))}
+methods = {m["name"]: m for m in ev["methods"]}
+assert {"preset exact", "preset near", "preset similar"} <= set(methods), sorted(methods)
+near = methods["preset near"]
+found = {frozenset(c) for g in groups for c in itertools.combinations([m["path"] for m in g["members"]], 2)}
+true_pairs = {frozenset((a, b)) for a, b in itertools.combinations(truth, 2) if truth[a]["group"] == truth[b]["group"]}
+assert near["predicted"] == len(found), (near["predicted"], len(found))
+assert near["correct"] == len(found & true_pairs), (near["correct"], len(found & true_pairs))
+assert abs(near["precision"] - len(found & true_pairs) / len(found)) < 1e-9, near["precision"]
+assert abs(near["recall"] - len(found & true_pairs) / len(true_pairs)) < 1e-9, near["recall"]
+# The exact preset finds only the byte copy: one correct pair.
+assert methods["preset exact"]["predicted"] == 1 and methods["preset exact"]["correct"] == 1, methods["preset exact"]
+# Edits a luminance hash must catch, each pair counted once per edited copy.
+per_edit = near["per_edit"]
+for edit in ("jpeg_q20", "grey", "to_png", "resize50", "mirror"):
+    n = sum(1 for r in truth.values() if r["edit"] == edit)
+    assert per_edit[edit]["pairs"] == n and per_edit[edit]["recall"] == 1.0, (edit, per_edit[edit])
+assert any(s["signal"] == "phash" for s in ev["sweep"]), ev["sweep"][:3]
+assert all(0 <= s["precision"] <= 1 and 0 <= s["recall"] <= 1 for s in ev["sweep"])
+PY
+expect_status 1 "$IMGSEARCH" eval -i set.index --duplicates "$WORK/no-such-truth.csv"
+expect_in "$WORK/err" "no-such-truth.csv: cannot open"
+
 # --- an index without duplicate signals (built from a features file, as older imgsearch
 # indexes are): dedup warns and uses embeddings only; the next `index` run fills them in.
 expect_status 0 "$IMGSEARCH" extract "$SET" -o set.feat "${MOBILENET_ARGS[@]}"
