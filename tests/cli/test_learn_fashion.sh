@@ -100,7 +100,7 @@ PY
 # Refused: no labels, one label only, --reset with labels.
 expect_status 2 "$IMGSEARCH" learn -i f.index
 expect_in "$WORK/err" "give --labels CSV and --label-column COL"
-first=$(ls subset | LC_ALL=C sort | head -1)
+first=$(ls subset | LC_ALL=C sort | sed -n 1p)
 printf 'id,label\n%s,alone\n' "${first%.jpg}" > one.csv
 expect_status 2 "$IMGSEARCH" learn -i f.index --labels one.csv --label-column label
 expect_in "$WORK/err" "needs at least two labels with two images each to fit on; found 0 \(1 labelled images, 0 held out\)"

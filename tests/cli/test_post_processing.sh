@@ -86,10 +86,10 @@ PY
 
 # Incremental: augmentation after adding and removing images equals a full recomputation.
 mkdir imgs
-for c in africans beaches buses; do ls "$COREL/$c" | LC_ALL=C sort | head -20 | while read -r f; do cp "$COREL/$c/$f" imgs/; done; done
+for c in africans beaches buses; do ls "$COREL/$c" | LC_ALL=C sort | sed -n 1,20p | while read -r f; do cp "$COREL/$c/$f" imgs/; done; done
 expect_status 0 "$IMGSEARCH" index imgs -i inc.index "${MOBILENET_ARGS[@]}" --dba 3 --qe 0
-ls imgs | LC_ALL=C sort | head -10 | while read -r f; do rm "imgs/$f"; done  # 10 africans go
-ls "$COREL/horses" | LC_ALL=C sort | head -20 | while read -r f; do cp "$COREL/horses/$f" imgs/; done
+ls imgs | LC_ALL=C sort | sed -n 1,10p | while read -r f; do rm "imgs/$f"; done  # 10 africans go
+ls "$COREL/horses" | LC_ALL=C sort | sed -n 1,20p | while read -r f; do cp "$COREL/horses/$f" imgs/; done
 expect_status 0 "$IMGSEARCH" index imgs -i inc.index
 expect_in "$WORK/out" "^added 20, updated 0, removed 10, unchanged 50$"
 expect_status 0 "$IMGSEARCH" index imgs -i fresh.index "${MOBILENET_ARGS[@]}"
