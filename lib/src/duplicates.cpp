@@ -1,4 +1,5 @@
 #include "imgsearch/duplicates.h"
+#include "parallel_for.h"
 
 #include "imgsearch/error.h"
 #include "imgsearch/log.h"
@@ -184,9 +185,6 @@ PairMatch decide(const DuplicateSignals& sa, std::uint64_t size_a, const Duplica
   return m;
 }
 
-int resolve_threads(int threads) {
-  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
 
 // The hash crowd: identity hashes within crowd_hash_distance of `hash` among the sample,
 // scaled to the collection (`self`, when in the sample, is not counted).
@@ -281,27 +279,12 @@ SignalCrowding measure_crowding(const ImageIndex& index, const DedupThresholds& 
   if (!crowding_enabled(t)) return c;
   std::optional<HashCrowdCounter> counter;
   if (t.crowd_hash_limit >= 0) counter.emplace(index);
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr error;
-  std::mutex mutex;
-  std::vector<std::thread> pool;
-  for (int w = 0; w < resolve_threads(threads); ++w)
-    pool.emplace_back([&] {
-      try {
-        for (std::size_t i; (i = next.fetch_add(1)) < n;) {
-          const DuplicateSignals& s = index.entry(i).signals;
-          if (counter && informative_hash(s)) c.hash_count[i] = counter->count(s.phash[0], t.crowd_hash_distance, i);
-          if (t.crowd_cnn_limit >= 0)
-            c.cnn_count[i] = cnn_crowd(index, index.vector(i), index.model_vector(i), t.crowd_cosine, i);
-        }
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (!error) error = std::current_exception();
-        next = n;
-      }
-    });
-  for (auto& th : pool) th.join();
-  if (error) std::rethrow_exception(error);
+  parallel_for(0, n, resolve_threads(threads), [&](std::size_t i) {
+    const DuplicateSignals& s = index.entry(i).signals;
+    if (counter && informative_hash(s)) c.hash_count[i] = counter->count(s.phash[0], t.crowd_hash_distance, i);
+    if (t.crowd_cnn_limit >= 0)
+      c.cnn_count[i] = cnn_crowd(index, index.vector(i), index.model_vector(i), t.crowd_cosine, i);
+  });
   finish_crowding(index, t, c);
   return c;
 }

@@ -1,4 +1,5 @@
 #include "imgsearch/evaluation.h"
+#include "parallel_for.h"
 
 #include "imgsearch/error.h"
 #include "imgsearch/metrics.h"
@@ -36,37 +37,6 @@ std::size_t column_index(const std::vector<std::string>& header, const std::stri
   std::string have;
   for (const std::string& h : header) have += (have.empty() ? "" : ", ") + h;
   throw_error(ErrorKind::InvalidArgument, "{}: no column '{}' (the columns are: {})", path, name, have);
-}
-
-// Runs fn(i) for i in [0, n) on `threads` threads; rethrows the first exception.
-template <typename Fn>
-void parallel_for(std::size_t n, int threads, Fn fn) {
-  if (threads <= 1 || n < 2) {
-    for (std::size_t i = 0; i < n; ++i) fn(i, 0);
-    return;
-  }
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      for (;;) {
-        const std::size_t i = next.fetch_add(1);
-        if (i >= n) return;
-        try {
-          fn(i, t);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(error_mutex);
-          if (!error) error = std::current_exception();
-          next = n;
-          return;
-        }
-      }
-    });
-  }
-  for (auto& th : pool) th.join();
-  if (error) std::rethrow_exception(error);
 }
 
 // What each query contributes; aggregated once every query is ranked.
@@ -320,7 +290,7 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
     if (qe.enabled()) {
       // The exact counterpart of refined_search: expand from the exact top, rank again.
       std::vector<float> expanded(b * dim);
-      parallel_for(b, threads, [&](std::size_t j, int) {
+      parallel_for(0, b, threads, [&](std::size_t j, int) {
         const float* row = scores.data() + j * n;
         std::vector<SearchHit> top;  // the query's own entry never expands it (refined_search)
         top.reserve(n);
@@ -336,7 +306,7 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
                   expanded.data(), dim, db.data(), dim, 0.0f, scores.data(), static_cast<int>(n));
     }
 
-    parallel_for(b, threads, [&](std::size_t j, int t) {
+    parallel_for(0, b, threads, [&](std::size_t j, int t) {
       ThreadSums& s = sums[static_cast<std::size_t>(t)];
       QueryRecord& rec = records[first + j];
       const float* row = scores.data() + j * n;

@@ -1,4 +1,5 @@
 #include "imgsearch/index.h"
+#include "parallel_for.h"
 
 #include "imgsearch/error.h"
 #include "imgsearch/log.h"
@@ -66,40 +67,6 @@ std::unique_ptr<hnswlib::HierarchicalNSW<float>> new_hnsw(hnswlib::SpaceInterfac
   return h;
 }
 
-int resolve_threads(int threads) {
-  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
-
-// Runs fn(i) for i in [begin, end) on `threads` threads; rethrows the first exception.
-template <typename Fn>
-void parallel_for(std::size_t begin, std::size_t end, int threads, Fn fn) {
-  if (threads <= 1 || end - begin < 64) {
-    for (std::size_t i = begin; i < end; ++i) fn(i);
-    return;
-  }
-  std::atomic<std::size_t> next{begin};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (;;) {
-        const std::size_t i = next.fetch_add(1);
-        if (i >= end) return;
-        try {
-          fn(i);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(error_mutex);
-          if (!error) error = std::current_exception();
-          next = end;
-          return;
-        }
-      }
-    });
-  }
-  for (auto& th : pool) th.join();
-  if (error) std::rethrow_exception(error);
-}
 
 }  // namespace
 
@@ -187,7 +154,7 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
     add_point(0);
     start = 1;
   }
-  parallel_for(start, entries.size(), resolve_threads(threads), add_point);
+  parallel_for(start, entries.size(), resolve_threads(threads), add_point, /*min_parallel=*/64);
   entries_.insert(entries_.end(), entries.begin(), entries.end());
   impl_->internal_of.resize(total);
   for (std::size_t id = base; id < total; ++id) impl_->internal_of[id] = hnsw->label_lookup_.at(id);
