@@ -39,6 +39,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         expect_invalid_argument(e);
       }
     }
+    if (auto alpha = imgsearch::find_param(params, "qe_alpha")) {
+      try {
+        const double v = imgsearch::parse_number(*alpha, 0, 100, "qe_alpha");
+        if (!(v >= 0 && v <= 100)) std::abort();
+      } catch (const imgsearch::Error& e) {
+        expect_invalid_argument(e);
+      }
+    }
   } catch (const imgsearch::Error& e) {
     expect_invalid_argument(e);
   }
