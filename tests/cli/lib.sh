@@ -36,6 +36,9 @@ expect_not_in() {
 # start_serve ARGS...: `imgsearch serve --port 0 ARGS` in the background, waits for its URL.
 # Sets SERVE_PID and SERVE_URL ("http://127.0.0.1:PORT/"); stderr goes to $WORK/serve.err.
 start_serve() {
+  # The parent must not read the previous server's URL before the child's redirection
+  # truncates the file (it did once under ASan: connection refused on a stale port).
+  rm -f "$WORK/serve.out" "$WORK/serve.err"
   "$IMGSEARCH" serve --port 0 "$@" >"$WORK/serve.out" 2>"$WORK/serve.err" &
   SERVE_PID=$!
   SERVE_URL=""
