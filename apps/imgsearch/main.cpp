@@ -7,10 +7,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <unistd.h>
-
-namespace {
 
 // OpenMP threads (LibTorch's intra-op pool) spin while they wait, by default. With any
 // other busy process on the machine the spinning threads steal the cores the working
@@ -20,29 +16,12 @@ namespace {
 // a few microseconds; libgomp, which LibTorch uses here, honours it over the policy)
 // bridges those gaps and is still gone long before a time slice ends, so it keeps both:
 // docs/benchmarks.md has the figures. libgomp reads the variables when it is loaded,
-// before main, so for the long-running subcommands the process restarts itself once
-// with them set. `query` is left alone: a cold query must start fast, and batch-1
-// inference is where spinning still pays. A policy the user set is always kept.
-void ensure_passive_omp_wait(int argc, char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  const char* subcommand = nullptr;
-  for (int i = 1; i < argc && !subcommand; ++i)
-    if (argv[i][0] != '-') subcommand = argv[i];
-  if (!subcommand || (std::strcmp(subcommand, "extract") != 0 && std::strcmp(subcommand, "index") != 0 &&
-                      std::strcmp(subcommand, "eval") != 0 && std::strcmp(subcommand, "serve") != 0 &&
-                      std::strcmp(subcommand, "dedup") != 0 &&
-                      std::strcmp(subcommand, "learn") != 0))
-    return;
-  if (::setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0 || ::setenv("GOMP_SPINCOUNT", "3000", 1) != 0) return;
-  ::execv("/proc/self/exe", argv);  // returns only on failure: then run as we are
-}
-
-}  // namespace
+// before main, so omp_env.cpp restarts the long-running subcommands with them set before
+// any library initialises. A policy the user set is always kept.
 
 int main(int argc, char** argv) {
   using namespace imgsearch;
   using namespace imgsearch::cli;
-  ensure_passive_omp_wait(argc, argv);
 
   CLI::App app{"imgsearch: find the images that look like a query image"};
   app.set_version_flag("--version", "imgsearch " IMGSEARCH_VERSION);
@@ -84,6 +63,12 @@ int main(int argc, char** argv) {
     if (level == LogLevel::Warning) warn(message);
     else if (verbose) std::fprintf(stderr, "imgsearch: %s\n", message.c_str());
   });
+  if (verbose) {
+    const char* policy = std::getenv("OMP_WAIT_POLICY");
+    const char* spin = std::getenv("GOMP_SPINCOUNT");
+    std::fprintf(stderr, "imgsearch: OpenMP: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s\n", policy ? policy : "unset",
+                 spin ? spin : "unset");
+  }
 
   try {
     return runner();
