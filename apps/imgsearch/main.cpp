@@ -8,17 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 
-// OpenMP threads (LibTorch's intra-op pool) spin while they wait, by default. With any
-// other busy process on the machine the spinning threads steal the cores the working
-// ones need, and inference gets tens of times slower; OMP_WAIT_POLICY=PASSIVE keeps it
-// at about the share of the CPU that is left, but costs ~10 % on an idle machine, where
-// threads sleep and wake between every pair of layers. A short spin (GOMP_SPINCOUNT=3000,
-// a few microseconds; libgomp, which LibTorch uses here, honours it over the policy)
-// bridges those gaps and is still gone long before a time slice ends, so it keeps both:
-// docs/benchmarks.md has the figures. libgomp reads the variables when it is loaded,
-// before main, so omp_env.cpp restarts the long-running subcommands with them set before
-// any library initialises. A policy the user set is always kept.
-
 int main(int argc, char** argv) {
   using namespace imgsearch;
   using namespace imgsearch::cli;
@@ -63,7 +52,7 @@ int main(int argc, char** argv) {
     if (level == LogLevel::Warning) warn(message);
     else if (verbose) std::fprintf(stderr, "imgsearch: %s\n", message.c_str());
   });
-  if (verbose) {
+  if (verbose) {  // the OpenMP settings omp_env.cpp gave the long-running subcommands
     const char* policy = std::getenv("OMP_WAIT_POLICY");
     const char* spin = std::getenv("GOMP_SPINCOUNT");
     std::fprintf(stderr, "imgsearch: OpenMP: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s\n", policy ? policy : "unset",

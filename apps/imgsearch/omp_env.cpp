@@ -1,16 +1,23 @@
 // Gives imgsearch's long-running subcommands libgomp's passive wait policy without
 // running LibTorch's start-up twice.
 //
-// libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its own ELF constructor,
-// before main (why these values: main.cpp and docs/benchmarks.md). Setting them in main is
-// too late; restarting from main ran LibTorch's static initialisers (operator
-// registration, ~0.4 s idle, over 1 s on a busy machine) twice. The dynamic loader runs
-// an executable's .preinit_array before the constructors of every shared library, libc's
-// included, so the restart happens here with the libraries mapped and relocated but none
-// initialised. Setting the variables in place would not work (libc's initialiser, next,
-// resets `environ` to the original array), so: raw execve, no libc state, no libc string
-// functions, and no sanitizer instrumentation (CMakeLists.txt): this may run before
-// AddressSanitizer has initialised.
+// Why: OpenMP threads (LibTorch's intra-op pool) spin while they wait, by default. With
+// any other busy process on the machine the spinning threads steal the cores the working
+// ones need, and inference gets tens of times slower; OMP_WAIT_POLICY=PASSIVE keeps it at
+// about the share of the CPU that is left, but costs ~10 % on an idle machine, where
+// threads sleep and wake between every pair of layers. A short spin (GOMP_SPINCOUNT=3000,
+// a few microseconds; libgomp honours it over the policy) bridges those gaps and is still
+// gone long before a time slice ends, so it keeps both (docs/benchmarks.md).
+//
+// How: libgomp reads the variables once, in its own ELF constructor, before main. Setting
+// them in main is too late; restarting from main ran LibTorch's static initialisers
+// (operator registration, ~0.4 s idle, over 1 s on a busy machine) twice. The dynamic
+// loader runs an executable's .preinit_array before the constructors of every shared
+// library, libc's included, so the restart happens here with the libraries mapped and
+// relocated but none initialised. Setting the variables in place would not work (libc's
+// initialiser, next, resets `environ` to the original array), so: raw execve, no libc
+// state, no libc string functions, and no sanitizer instrumentation (CMakeLists.txt): this
+// may run before AddressSanitizer has initialised.
 #include <unistd.h>
 
 namespace {
