@@ -30,6 +30,7 @@ struct IndexArgs {
   int batch_size = 8;
   double wait_lock = 0;  // seconds to wait for another writer; 0 fails at once
   HnswParams hnsw;
+  std::string vectors;  // --vectors: empty keeps the index's encoding (f32 for a new one)
   int dba = -1;  // -1: keep the index's; 0: off
   float dba_alpha = -1;
   int qe = -1;   // the stored query-expansion default; -1: keep
@@ -89,7 +90,23 @@ void add_with_progress(ImageIndex& index, const std::vector<IndexEntry>& entries
 }
 
 bool changes_post_processing(const IndexArgs& args) {
-  return args.dba >= 0 || args.dba_alpha >= 0 || args.qe >= 0 || args.qe_alpha >= 0;
+  return args.dba >= 0 || args.dba_alpha >= 0 || args.qe >= 0 || args.qe_alpha >= 0 || !args.vectors.empty();
+}
+
+VectorCodes new_index_codes(const IndexArgs& args) {
+  return args.vectors.empty() ? VectorCodes::F32 : parse_vector_codes(args.vectors);
+}
+
+// --vectors on an existing index with another encoding re-links its graph over the new
+// codes (the exact rows are in the file, so no model is needed).
+void apply_vector_codes(const IndexArgs& args, ImageIndex& index, std::FILE* summary) {
+  if (args.vectors.empty()) return;
+  const VectorCodes codes = parse_vector_codes(args.vectors);
+  if (codes == index.vector_codes()) return;
+  const char* from = vector_codes_name(index.vector_codes());
+  index.set_vector_codes(codes, args.model.threads);
+  std::fprintf(summary, "vectors: %s -> %s (graph re-linked over %zu images)\n", from, vector_codes_name(codes),
+               index.size());
 }
 
 // --dba / --qe: the post-processing stored with the index (refinement.h). Augmentation
@@ -126,6 +143,7 @@ void apply_post_processing(const IndexArgs& args, ImageIndex& index, std::FILE* 
 // `index -i INDEX --dba K` (or --qe) alone: changes the stored settings, no images needed.
 int index_settings_only(const IndexArgs& args, const std::string& index_path) {
   ImageIndex index = load_index(index_path);
+  apply_vector_codes(args, index, args.summary);
   apply_post_processing(args, index, args.summary);
   save_index(index, index_path);
   return kExitOk;
@@ -140,13 +158,14 @@ int index_from_features(const IndexArgs& args, const std::string& index_path) {
   if (!args.rebuild && std::filesystem::exists(index_path)) {
     index.emplace(load_index(index_path));
     model_source = index_path;
+    apply_vector_codes(args, *index, stdout);
   }
   std::unordered_set<std::string> merged;  // paths taken from earlier files of this run
   std::size_t added = 0, updated = 0, duplicates = 0;
   for (const std::string& file : args.from_features) {
     FeatureSet features = read_features_file(file);
     if (!index) {
-      index.emplace(features.dim, args.hnsw, features.model);
+      index.emplace(features.dim, args.hnsw, features.model, new_index_codes(args));
       model_source = file;
     } else if (index->model().content_hash != features.model.content_hash || index->model_dim() != features.dim) {
       throw_error(ErrorKind::Mismatch,
@@ -211,9 +230,10 @@ int run_index(const IndexArgs& args) {
   std::unique_ptr<Model> model;
   if (index) {
     model = load_model_for_index(args.model, index->model(), index_path);
+    apply_vector_codes(args, *index, args.summary);
   } else {
     model = Model::load(resolve_model_path(args.model, nullptr), args.model.options());
-    index.emplace(model->output_dim(), args.hnsw, model->info());
+    index.emplace(model->output_dim(), args.hnsw, model->info(), new_index_codes(args));
   }
   if (args.hnsw.ef_search != HnswParams{}.ef_search) index->set_default_ef(args.hnsw.ef_search);
 
@@ -376,6 +396,10 @@ void setup_index(CLI::App& app, Runner& runner) {
       ->check(CLI::Range(1, 100000));
   app.add_option("--ef", args->hnsw.ef_search, "default HNSW search beam width stored in the index (default 64)")
       ->check(CLI::Range(1, 100000));
+  app.add_option("--vectors", args->vectors,
+                 "what the graph searches: f32 (default), f16 or int8 codes, whose best candidates are rescored with "
+                 "the exact float32 vectors of the index file; kept with the index, and changing it re-links the graph")
+      ->check(CLI::IsMember({"f32", "f16", "int8"}));
   app.add_option("--dba", args->dba,
                  "database-side augmentation: store each vector averaged with its K nearest neighbours (0 = off; "
                  "kept with the index)")

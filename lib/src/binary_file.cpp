@@ -170,18 +170,25 @@ BinaryFileReader::BinaryFileReader(const std::string& path, const char (&magic)[
     throw_error(ErrorKind::Format, "{}: not an imgsearch {} (file too short: {} bytes)", path, what, size_);
   }
   void* map = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) throw_error(ErrorKind::Io, "{}: cannot map: {}", path, std::strerror(errno));
-  data_ = static_cast<const std::uint8_t*>(map);
-  // A throwing constructor runs no destructor: unmap here, or every rejected file would
-  // leak its mapping (found by the fuzzers: the address space ran out).
-  try {
-    check_header(magic, what, max_version);
-  } catch (...) {
-    ::munmap(map, size_);
-    data_ = nullptr;
-    throw;
+  if (map == MAP_FAILED) {
+    const int err = errno;
+    ::close(fd);
+    throw_error(ErrorKind::Io, "{}: cannot map: {}", path, std::strerror(err));
   }
+  // From here the mapping and the descriptor are owned (a throwing constructor runs no
+  // destructor, but its members' destructors do: the fuzzers once ran out of address
+  // space on rejected files' mappings).
+  map_ = std::make_shared<MappedFile>();
+  map_->data = static_cast<const std::uint8_t*>(map);
+  map_->size = size_;
+  map_->fd = fd;
+  data_ = map_->data;
+  check_header(magic, what, max_version);
+}
+
+MappedFile::~MappedFile() {
+  if (data) ::munmap(const_cast<std::uint8_t*>(data), size);
+  if (fd >= 0) ::close(fd);
 }
 
 void BinaryFileReader::check_header(const char (&magic)[kMagicSize + 1], const char* what, std::uint32_t max_version) {
@@ -211,9 +218,7 @@ void BinaryFileReader::check_header(const char (&magic)[kMagicSize + 1], const c
   }
 }
 
-BinaryFileReader::~BinaryFileReader() {
-  if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
-}
+BinaryFileReader::~BinaryFileReader() = default;
 
 void BinaryFileReader::fail(const std::string& reason) const { throw_error(ErrorKind::Format, "{}: {}", path_, reason); }
 

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,18 @@ class BinaryFileWriter {
   std::vector<char> buffer_;
 };
 
+// A read-only mapping of a whole file and a descriptor kept open on it (for pread): a
+// compact index keeps its file's float32 rows here instead of in memory (index.cpp).
+struct MappedFile {
+  const std::uint8_t* data = nullptr;
+  std::uint64_t size = 0;
+  int fd = -1;
+  MappedFile() = default;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+};
+
 // Maps a file read-only and checks its header; sections are checksummed when fetched.
 class BinaryFileReader {
  public:
@@ -70,10 +83,13 @@ class BinaryFileReader {
   // Throws Error(Format) when the section is missing or its checksum does not match.
   std::pair<const std::uint8_t*, std::size_t> section(const char* tag) const;
   [[noreturn]] void fail(const std::string& reason) const;
+  // The mapping, to outlive the reader.
+  std::shared_ptr<const MappedFile> mapping() const { return map_; }
 
  private:
   void check_header(const char (&magic)[kMagicSize + 1], const char* what, std::uint32_t max_version);
   std::string path_;
+  std::shared_ptr<MappedFile> map_;
   const std::uint8_t* data_ = nullptr;
   std::uint64_t size_ = 0;
   std::uint32_t version_ = 0;

@@ -5,6 +5,7 @@
 #include "imgsearch/log.h"
 #include "binary_file.h"
 #include "index_graph.h"
+#include "vector_codes.h"
 
 #include <fmt/format.h>
 #include <hnswlib/hnswlib.h>
@@ -20,6 +21,9 @@
 #include <shared_mutex>
 #include <thread>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 namespace imgsearch {
 
 // hnswlib labels: a live node's label is its entry id (ids stay dense: a removal renumbers
@@ -29,9 +33,34 @@ namespace imgsearch {
 // it by label.
 constexpr hnswlib::labeltype kTombstoneLabel = hnswlib::labeltype(1) << 62;
 
+namespace {
+// hnswlib's view of a compact encoding (vector_codes.h).
+class CodeSpace : public hnswlib::SpaceInterface<float> {
+ public:
+  explicit CodeSpace(const detail::CodeEncoding& e) : e_(e) {}
+  std::size_t get_data_size() override { return e_.code_size(); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return e_.hnsw_distance(); }
+  void* get_dist_func_param() override { return const_cast<void*>(e_.hnsw_param()); }
+
+ private:
+  const detail::CodeEncoding& e_;
+};
+constexpr std::uint64_t kRowInMemory = std::uint64_t(1) << 63;
+}  // namespace
+
 struct ImageIndex::Impl {
+  // Float32 inner product: the graph's space for f32, and exact scoring for every encoding.
   std::unique_ptr<hnswlib::InnerProductSpace> space;
+  VectorCodes codes = VectorCodes::F32;
+  std::unique_ptr<detail::CodeEncoding> encoding;  // compact codes only
+  std::unique_ptr<CodeSpace> code_space;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw;  // null while empty
+  // Compact codes: the exact rows, each entry's either in the index file (a row number)
+  // or added in this process (kRowInMemory | a row of `memory`).
+  std::shared_ptr<const detail::MappedFile> file;
+  const std::uint8_t* file_rows = nullptr;
+  std::vector<float> memory;
+  std::vector<std::uint64_t> row_of;
   std::vector<hnswlib::tableint> internal_of;             // entry id -> hnswlib internal id
   // hnswlib 0.6.2 takes the beam width as state (setEf), not as a search argument:
   // searches with the beam already set share the lock; changing it takes it alone, so
@@ -39,7 +68,38 @@ struct ImageIndex::Impl {
   mutable std::shared_mutex ef_mutex;
   std::size_t current_ef = 0;
 
-  explicit Impl(int dim) : space(std::make_unique<hnswlib::InnerProductSpace>(static_cast<std::size_t>(dim))) {}
+  Impl(int dim, VectorCodes c)
+      : space(std::make_unique<hnswlib::InnerProductSpace>(static_cast<std::size_t>(dim))), codes(c) {
+    if (codes != VectorCodes::F32) {
+      encoding = detail::make_code_encoding(codes, dim);
+      code_space = std::make_unique<CodeSpace>(*encoding);
+    }
+  }
+  bool compact() const { return codes != VectorCodes::F32; }
+  hnswlib::SpaceInterface<float>* graph_space() const {
+    return compact() ? static_cast<hnswlib::SpaceInterface<float>*>(code_space.get()) : space.get();
+  }
+  const float* row(std::uint64_t where, int dim) const {
+    if (where & kRowInMemory) return memory.data() + (where & ~kRowInMemory) * static_cast<std::size_t>(dim);
+    return reinterpret_cast<const float*>(file_rows + where * static_cast<std::size_t>(dim) * sizeof(float));
+  }
+  // The row into `buffer` by pread when it is in the file, so that rescoring never maps
+  // file pages into the resident set.
+  const float* read_row(std::uint64_t where, int dim, float* buffer) const {
+    if (where & kRowInMemory) return row(where, dim);
+    const std::size_t bytes = static_cast<std::size_t>(dim) * sizeof(float);
+    const auto offset = static_cast<off_t>((file_rows - file->data) + where * bytes);
+    std::size_t done = 0;
+    while (done < bytes) {
+      const ssize_t got = ::pread(file->fd, reinterpret_cast<char*>(buffer) + done, bytes - done, offset + static_cast<off_t>(done));
+      if (got <= 0) {
+        if (got < 0 && errno == EINTR) continue;
+        return row(where, dim);  // the mapping reads the same bytes
+      }
+      done += static_cast<std::size_t>(got);
+    }
+    return buffer;
+  }
 };
 
 namespace {
@@ -70,14 +130,14 @@ std::unique_ptr<hnswlib::HierarchicalNSW<float>> new_hnsw(hnswlib::SpaceInterfac
 
 }  // namespace
 
-ImageIndex::ImageIndex(int dim, HnswParams params, ModelInfo model)
+ImageIndex::ImageIndex(int dim, HnswParams params, ModelInfo model, VectorCodes codes)
     : dim_(dim), params_(params), model_(std::move(model)), model_dim_(dim) {
   IMGSEARCH_CHECK(dim > 0 && dim <= (1 << 16), ErrorKind::InvalidArgument, "index: bad dimension {}", dim);
   IMGSEARCH_CHECK(params.M >= 2 && params.M <= 256, ErrorKind::InvalidArgument, "index: M must be in 2..256, not {}",
                   params.M);
   IMGSEARCH_CHECK(params.ef_construction >= 1 && params.ef_search >= 1, ErrorKind::InvalidArgument,
                   "index: ef values must be positive");
-  impl_ = std::make_unique<Impl>(dim);
+  impl_ = std::make_unique<Impl>(dim, codes);
 }
 
 ImageIndex::~ImageIndex() = default;
@@ -86,7 +146,22 @@ ImageIndex& ImageIndex::operator=(ImageIndex&&) noexcept = default;
 
 const float* ImageIndex::vector(std::size_t id) const {
   IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  if (impl_->compact()) return impl_->row(impl_->row_of[id], dim_);
   return reinterpret_cast<const float*>(impl_->hnsw->getDataByInternalId(impl_->internal_of[id]));
+}
+
+VectorCodes ImageIndex::vector_codes() const { return impl_->codes; }
+
+void ImageIndex::set_vector_codes(VectorCodes codes, int threads) {
+  if (codes == impl_->codes) return;
+  std::vector<float> rows(entries_.size() * dim_);
+  for (std::size_t i = 0; i < entries_.size(); ++i) std::memcpy(rows.data() + i * dim_, vector(i), sizeof(float) * dim_);
+  log(LogLevel::Info, fmt::format("index: vectors {} -> {}: re-linking the graph over {} entries",
+                                  vector_codes_name(impl_->codes), vector_codes_name(codes), entries_.size()));
+  std::vector<IndexEntry> entries = std::move(entries_);
+  entries_.clear();
+  impl_ = std::make_unique<Impl>(dim_, codes);
+  add_search_vectors(entries, rows.data(), threads);
 }
 
 std::size_t ImageIndex::signals_count() const {
@@ -129,12 +204,24 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
   std::atomic<std::size_t> linked{0};
   std::mutex progress_mutex;
   if (progress && done_before == 0) progress(0, total_links);  // linking starts: the total is known
+  Impl& impl = *impl_;
+  // Compact codes: the exact rows are kept beside the graph, which gets the codes.
+  const std::size_t memory_base = impl.memory.size() / dim_;
+  if (impl.compact()) impl.memory.resize(impl.memory.size() + entries.size() * dim_);
   auto add_point = [&](std::size_t i) {
     thread_local std::vector<float> row;
+    thread_local std::vector<std::uint8_t> code;
     row.resize(dim_);
+    float* out = impl.compact() ? impl.memory.data() + (memory_base + i) * dim_ : row.data();
     const float* r = vectors + i * dim_;
-    for (int d = 0; d < dim_; ++d) row[d] = r[d] * inv_norms[i];
-    impl_->hnsw->addPoint(row.data(), base + i);
+    for (int d = 0; d < dim_; ++d) out[d] = r[d] * inv_norms[i];
+    if (impl.compact()) {
+      code.resize(impl.encoding->code_size());
+      impl.encoding->encode(out, code.data());
+      impl.hnsw->addPoint(code.data(), base + i);
+    } else {
+      impl.hnsw->addPoint(out, base + i);
+    }
     const std::size_t done = ++linked;
     if (progress && (done % kProgressEvery == 0 || done == entries.size())) {
       std::lock_guard<std::mutex> lock(progress_mutex);
@@ -143,7 +230,7 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
   };
   auto& hnsw = impl_->hnsw;
   if (!hnsw) {
-    hnsw = new_hnsw(impl_->space.get(), nodes, params_.M, params_.ef_construction);
+    hnsw = new_hnsw(impl_->graph_space(), nodes, params_.M, params_.ef_construction);
     impl_->current_ef = 0;  // a new graph starts with hnswlib's own beam width
   } else if (nodes > hnsw->max_elements_) {
     // hnswlib never grows by itself; grow geometrically so repeated adds stay linear.
@@ -158,6 +245,8 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
   entries_.insert(entries_.end(), entries.begin(), entries.end());
   impl_->internal_of.resize(total);
   for (std::size_t id = base; id < total; ++id) impl_->internal_of[id] = hnsw->label_lookup_.at(id);
+  if (impl.compact())
+    for (std::size_t i = 0; i < entries.size(); ++i) impl.row_of.push_back(kRowInMemory | (memory_base + i));
 }
 
 std::size_t ImageIndex::tombstones() const { return impl_->hnsw ? impl_->hnsw->num_deleted_ : 0; }
@@ -209,6 +298,11 @@ void ImageIndex::bury(const std::vector<std::uint32_t>& keep) {
     hnsw.setExternalLabel(internal, kTombstoneLabel + internal);
   }
   std::vector<hnswlib::tableint> internal_of(keep.size());
+  if (impl_->compact()) {
+    std::vector<std::uint64_t> row_of(keep.size());
+    for (std::size_t j = 0; j < keep.size(); ++j) row_of[j] = impl_->row_of[keep[j]];
+    impl_->row_of = std::move(row_of);
+  }
   std::vector<IndexEntry> entries;
   entries.reserve(keep.size());
   hnsw.label_lookup_.clear();
@@ -233,7 +327,7 @@ void ImageIndex::compact(int threads) {
 
 void ImageIndex::rebuild(std::vector<IndexEntry> entries, const float* vectors, int dim, int threads) {
   entries_.clear();
-  impl_ = std::make_unique<Impl>(dim);
+  impl_ = std::make_unique<Impl>(dim, impl_->codes);
   dim_ = dim;
   add_search_vectors(entries, vectors, threads);
 }
@@ -243,8 +337,18 @@ void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, c
   if (total_links == 0) total_links = done_before + ids.size();
   // hnswlib's addPoint with a label it holds updates that point and repairs its links
   // (one at a time: hnswlib 0.6's concurrent updates of neighbouring points are not safe).
+  Impl& impl = *impl_;
+  std::vector<std::uint8_t> code(impl.compact() ? impl.encoding->code_size() : 0);
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    impl_->hnsw->addPoint(vectors + i * dim_, ids[i]);
+    if (impl.compact()) {
+      const std::size_t at = impl.memory.size() / dim_;
+      impl.memory.insert(impl.memory.end(), vectors + i * dim_, vectors + (i + 1) * dim_);
+      impl.row_of[ids[i]] = kRowInMemory | at;
+      impl.encoding->encode(vectors + i * dim_, code.data());
+      impl.hnsw->addPoint(code.data(), ids[i]);
+    } else {
+      impl.hnsw->addPoint(vectors + i * dim_, ids[i]);
+    }
     if (progress && ((i + 1) % kProgressEvery == 0 || i + 1 == ids.size())) progress(done_before + i + 1, total_links);
   }
 }
@@ -253,13 +357,24 @@ std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) con
   std::vector<SearchHit> hits;
   if (k <= 0 || entries_.empty()) return hits;
   auto& hnsw = *impl_->hnsw;
+  const Impl& impl = *impl_;
   const auto want_ef = static_cast<std::size_t>(std::max(ef > 0 ? ef : params_.ef_search, k));
+  // Compact codes: the graph ranks codes, and its whole final beam (max(ef, k)) is
+  // rescored below with the exact rows.
+  const void* graph_query = query;
+  const std::size_t want = impl.compact() ? want_ef : static_cast<std::size_t>(k);
+  thread_local std::vector<std::uint8_t> query_code;
+  if (impl.compact()) {
+    query_code.resize(impl.encoding->code_size());
+    impl.encoding->encode(query, query_code.data());
+    graph_query = query_code.data();
+  }
   std::priority_queue<std::pair<float, hnswlib::labeltype>> heap;
   bool searched = false;
   {
     std::shared_lock<std::shared_mutex> shared(impl_->ef_mutex);
     if (impl_->current_ef == want_ef) {
-      heap = hnsw.searchKnn(query, static_cast<std::size_t>(k));
+      heap = hnsw.searchKnn(graph_query, want);
       searched = true;
     }
   }
@@ -267,12 +382,29 @@ std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) con
     std::unique_lock<std::shared_mutex> exclusive(impl_->ef_mutex);
     hnsw.setEf(want_ef);
     impl_->current_ef = want_ef;
-    heap = hnsw.searchKnn(query, static_cast<std::size_t>(k));
+    heap = hnsw.searchKnn(graph_query, want);
   }
   // hnswlib searches on past tombstones until it holds max(ef, k) live nodes, so fewer
   // than k come back only when the graph cannot reach them (a node cut off by in-place
   // updates, or a hand-made file): then every vector is scored rather than answer short.
   if (heap.size() < std::min<std::size_t>(static_cast<std::size_t>(k), entries_.size())) return search_exact(query, k);
+  if (impl.compact()) {
+    const auto distance = impl.space->get_dist_func();
+    void* param = impl.space->get_dist_func_param();
+    thread_local std::vector<float> buffer;
+    buffer.resize(dim_);
+    hits.reserve(heap.size());
+    for (; !heap.empty(); heap.pop()) {
+      const auto id = static_cast<std::uint32_t>(heap.top().second);
+      const float* row = impl.read_row(impl.row_of[id], dim_, buffer.data());
+      hits.push_back({id, 1.0f - distance(query, row, param)});
+    }
+    std::sort(hits.begin(), hits.end(), [](const SearchHit& a, const SearchHit& b) {
+      return a.score > b.score || (a.score == b.score && a.id < b.id);
+    });
+    hits.resize(std::min<std::size_t>(hits.size(), static_cast<std::size_t>(k)));
+    return hits;
+  }
   hits.resize(heap.size());
   for (std::size_t i = heap.size(); i-- > 0;) {
     hits[i] = {static_cast<std::uint32_t>(heap.top().second), 1.0f - heap.top().first};
@@ -315,8 +447,19 @@ std::vector<std::uint32_t> file_node_numbers(const hnswlib::HierarchicalNSW<floa
 void write_tombstones(const ImageIndex& index, BinaryFileWriter& out) {
   const auto& h = *index.impl_->hnsw;
   out.write_u64(h.num_deleted_);
-  for (hnswlib::tableint i = 0; i < h.cur_element_count; ++i)
-    if (h.isMarkedDeleted(i)) out.write(h.getDataByInternalId(i), sizeof(float) * index.dim());
+  // A compact index keeps only its tombstones' codes: they are written decoded (they only
+  // route searches; encoding the decoded vector gives the same code back).
+  const ImageIndex::Impl& impl = *index.impl_;
+  std::vector<float> decoded(impl.compact() ? index.dim() : 0);
+  for (hnswlib::tableint i = 0; i < h.cur_element_count; ++i) {
+    if (!h.isMarkedDeleted(i)) continue;
+    if (impl.compact()) {
+      impl.encoding->decode(reinterpret_cast<const std::uint8_t*>(h.getDataByInternalId(i)), decoded.data());
+      out.write(decoded.data(), sizeof(float) * index.dim());
+    } else {
+      out.write(h.getDataByInternalId(i), sizeof(float) * index.dim());
+    }
+  }
 }
 
 void write_graph(const ImageIndex& index, BinaryFileWriter& out) {
@@ -392,7 +535,7 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   if (levels[enter_point] != max_level) g.fail("entry point is not on the top level");
 
   ImageIndex::Impl& impl = *index.impl_;
-  impl.hnsw = new_hnsw(impl.space.get(), count, params.M, params.ef_construction);
+  impl.hnsw = new_hnsw(impl.graph_space(), count, params.M, params.ef_construction);
   impl.current_ef = 0;
   auto& h = *impl.hnsw;
   if (h.maxM_ != max_links || h.maxM0_ != max_links0) g.fail("internal error: unexpected hnswlib link capacity");
@@ -402,7 +545,7 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
     char* element = h.data_level0_memory_ + i * h.size_data_per_element_;
     std::memset(element, 0, h.size_data_per_element_);
     const std::uint8_t* vec = i < live ? vecs + i * dim * sizeof(float) : tombstone_vecs + (i - live) * dim * sizeof(float);
-    std::memcpy(h.getDataByInternalId(id), vec, sizeof(float) * dim);
+    if (!impl.compact()) std::memcpy(h.getDataByInternalId(id), vec, sizeof(float) * dim);
     if (i < live) {
       h.setExternalLabel(id, i);
       h.label_lookup_[i] = id;
@@ -437,6 +580,25 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   h.maxlevel_ = static_cast<int>(max_level);
   impl.internal_of.resize(live);
   for (std::uint64_t i = 0; i < live; ++i) impl.internal_of[i] = static_cast<hnswlib::tableint>(i);
+  if (impl.compact()) {  // codes are derived from the rows, not stored
+    parallel_for(0, count, resolve_threads(0), [&](std::size_t i) {
+      thread_local std::vector<float> row;
+      row.resize(dim);
+      const std::uint8_t* vec = i < live ? vecs + i * dim * sizeof(float) : tombstone_vecs + (i - live) * dim * sizeof(float);
+      std::memcpy(row.data(), vec, sizeof(float) * dim);
+      impl.encoding->encode(row.data(), reinterpret_cast<std::uint8_t*>(h.getDataByInternalId(static_cast<hnswlib::tableint>(i))));
+    }, /*min_parallel=*/1024);
+    impl.row_of.resize(live);
+    for (std::uint64_t i = 0; i < live; ++i) impl.row_of[i] = i;
+  }
+}
+
+void attach_file_rows(ImageIndex& index, std::shared_ptr<const MappedFile> file, const std::uint8_t* rows) {
+  ImageIndex::Impl& impl = *index.impl_;
+  if (!impl.compact()) return;
+  ::madvise(const_cast<std::uint8_t*>(file->data), file->size, MADV_DONTNEED);
+  impl.file = std::move(file);
+  impl.file_rows = rows;
 }
 
 }  // namespace detail

@@ -16,7 +16,12 @@ void write_tombstones(const ImageIndex& index, BinaryFileWriter& out);
 // Validates every level, link count and link target before hnswlib sees it. `vectors`
 // holds index.size() * index.dim() floats, `tombstone_vectors` tombstones * index.dim():
 // the graph has index.size() + tombstones nodes, the last `tombstones` of them deleted.
+// With compact codes the graph gets each vector's code.
 void restore_graph(ImageIndex& index, ByteReader& graph, const std::uint8_t* vectors, std::uint64_t tombstones = 0,
                    const std::uint8_t* tombstone_vectors = nullptr);
+// A compact index just restored: its exact rows (index.size() x index.dim() floats at
+// `rows`, inside `file`) stay in the file. The mapping's pages are dropped
+// (MADV_DONTNEED) so they leave the resident set; search() reads rows with pread.
+void attach_file_rows(ImageIndex& index, std::shared_ptr<const MappedFile> file, const std::uint8_t* rows);
 
 }  // namespace imgsearch::detail

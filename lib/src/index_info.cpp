@@ -12,6 +12,7 @@ std::string index_info_json(const ImageIndex& index, const std::string& path, st
   out["dim"] = index.dim();
   out["file_size"] = file_size;
   out["metric"] = "cosine";
+  out["vectors"] = vector_codes_name(index.vector_codes());
   out["hnsw"] = {{"M", index.params().M},
                  {"ef_construction", index.params().ef_construction},
                  {"ef_search", index.params().ef_search}};

@@ -29,7 +29,10 @@ constexpr std::size_t kMaxPathBytes = 1 << 16;
 const std::set<std::string>& known_features() {
   // tombstones: the graph holds removed nodes (TOMBSTNS); a reader that ignored them
   // would misread the graph.
-  static const std::set<std::string> features{"projection", "augmentation", "query_expansion", "tombstones"};
+  // vector_codes: the graph searches compact codes (META "vectors"); a reader that ignored
+  // it would load the graph over float32 rows it was not built on.
+  static const std::set<std::string> features{"projection", "augmentation", "query_expansion", "tombstones",
+                                              "vector_codes"};
   return features;
 }
 constexpr std::uint32_t kNoNeighbour = 0xFFFFFFFFu;
@@ -50,6 +53,8 @@ void save_index(const ImageIndex& index, const std::string& path) {
   if (expanded) required.push_back("query_expansion");
   const bool with_tombstones = index.tombstones() > 0;
   if (with_tombstones) required.push_back("tombstones");
+  const bool compact = index.vector_codes() != VectorCodes::F32;
+  if (compact) required.push_back("vector_codes");
   const bool transformed = projected || augmented;
   const bool with_signals = index.signals_count() > 0;
   const unsigned sections = 4 + (with_signals ? 1 : 0) + (transformed ? 1 : 0) + (projected ? 1 : 0) + (augmented ? 1 : 0) +
@@ -65,6 +70,8 @@ void save_index(const ImageIndex& index, const std::string& path) {
                   {"ef_construction", index.params().ef_construction},
                   {"ef_search", index.params().ef_search}};
   meta["model"] = nlohmann::json::parse(index.model().to_json());
+  // f32 indexes write no "vectors": their files stay as before compact codes existed.
+  if (compact) meta["vectors"] = vector_codes_name(index.vector_codes());
   if (!required.empty()) meta["requires"] = required;
   const std::string meta_text = meta.dump();
   out.begin_section("META");
@@ -146,6 +153,7 @@ struct IndexMeta {
   int dim = 0;
   HnswParams params;
   ModelInfo model;
+  VectorCodes codes = VectorCodes::F32;
 };
 
 IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path) {
@@ -173,6 +181,15 @@ IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path)
         m.required.insert(name);
       }
     }
+    if (meta.contains("vectors")) {
+      const auto& v = meta.at("vectors");
+      const std::string name = v.is_string() ? v.get<std::string>() : v.dump();
+      if (name != "f16" && name != "int8")
+        throw_error(ErrorKind::Format, "{}: unknown vector encoding \"{}\" in META (known: f16, int8)", path, name);
+      m.codes = parse_vector_codes(name);
+    }
+    if ((m.codes != VectorCodes::F32) != (m.required.count("vector_codes") > 0))
+      in.fail("META \"vectors\" and \"requires\" disagree");
   });
   return m;
 }
@@ -186,7 +203,7 @@ ModelInfo load_index_model(const std::string& path) {
 
 ImageIndex load_index(const std::string& path) {
   detail::BinaryFileReader in(path, kMagic, "index", kVersion);
-  auto [required, count, dim, params, model] = read_meta(in, path);
+  auto [required, count, dim, params, model, codes] = read_meta(in, path);
 
   const auto [vecs, vecs_size] = in.section("VECS");
   if (vecs_size / sizeof(float) / dim != count || vecs_size != count * dim * sizeof(float))
@@ -288,7 +305,7 @@ ImageIndex load_index(const std::string& path) {
     }
   }
 
-  ImageIndex index(search_dim, params, std::move(model));
+  ImageIndex index(search_dim, params, std::move(model), codes);
   index.model_dim_ = dim;
   index.projection_ = std::move(projection);
   index.augmentation_ = augmentation;
@@ -314,6 +331,7 @@ ImageIndex load_index(const std::string& path) {
 
   detail::ByteReader graph(in, "GRAPH");
   detail::restore_graph(index, graph, search_vecs, tombstones, tombstone_vecs);
+  if (codes != VectorCodes::F32) detail::attach_file_rows(index, in.mapping(), search_vecs);
 
   if (in.has_section("DUPSIGS")) {
     detail::ByteReader r(in, "DUPSIGS");

@@ -66,6 +66,10 @@ int main(int argc, char** argv) {
       ImageIndex removed = load_index((out / "index" / (name + ".index")).string());
       removed.remove_if([](const IndexEntry& e) { return e.size % 10 == 3; }, 1);
       save_index(removed, (out / "index" / (name + "-tombstones.index")).string());
+      // compact codes (META "vectors", requires "vector_codes"), with tombstones too
+      removed.set_vector_codes(VectorCodes::Int8, 1);
+      removed.remove_if([](const IndexEntry& e) { return e.size % 10 == 7; }, 1);
+      save_index(removed, (out / "index" / (name + "-int8-tombstones.index")).string());
     }
     if (n == 12) {  // with every post-processing section (refinement.h)
       Projection p;
@@ -81,6 +85,8 @@ int main(int argc, char** argv) {
       // and tombstones in the projected, augmented space (1 of 12 removed)
       index.remove_if([](const IndexEntry& e) { return e.size == 105; }, 1);
       save_index(index, (out / "index" / (name + "-refined-tombstones.index")).string());
+      index.set_vector_codes(VectorCodes::F16, 1);  // f16 codes of the projected, augmented vectors
+      save_index(index, (out / "index" / (name + "-refined-f16.index")).string());
     }
   }
   return 0;

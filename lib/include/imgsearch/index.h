@@ -4,6 +4,7 @@
 #include "imgsearch/duplicate_signals.h"
 #include "imgsearch/model.h"
 #include "imgsearch/refinement.h"
+#include "imgsearch/vector_encoding.h"
 
 #include <cstdint>
 #include <functional>
@@ -17,9 +18,11 @@ class ImageIndex;
 namespace detail {
 class BinaryFileWriter;
 class ByteReader;
+struct MappedFile;
 void write_graph(const ImageIndex&, BinaryFileWriter&);
 void write_tombstones(const ImageIndex&, BinaryFileWriter&);
 void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*, std::uint64_t, const std::uint8_t*);
+void attach_file_rows(ImageIndex&, std::shared_ptr<const MappedFile>, const std::uint8_t*);
 }  // namespace detail
 
 struct HnswParams {
@@ -43,7 +46,7 @@ struct SearchHit {
 
 class ImageIndex {
  public:
-  ImageIndex(int dim, HnswParams params, ModelInfo model);
+  ImageIndex(int dim, HnswParams params, ModelInfo model, VectorCodes codes = VectorCodes::F32);
   ~ImageIndex();
   ImageIndex(ImageIndex&&) noexcept;
   ImageIndex& operator=(ImageIndex&&) noexcept;
@@ -58,7 +61,15 @@ class ImageIndex {
   void set_model(ModelInfo model) { model_ = std::move(model); }
   const IndexEntry& entry(std::size_t id) const { return entries_.at(id); }
   const std::vector<IndexEntry>& entries() const { return entries_; }
-  const float* vector(std::size_t id) const;  // dim() floats
+  // dim() floats, exact (float32) whatever the encoding. On a loaded compact index the
+  // pointer is into the mapped index file: valid while the index lives and is not changed.
+  const float* vector(std::size_t id) const;
+  // What the graph searches (vector_encoding.h): f32 rows, or compact codes whose final
+  // beam search() rescores with the exact rows. A loaded compact index keeps only codes
+  // and graph in memory: the exact rows are read from its file when needed.
+  VectorCodes vector_codes() const;
+  // Re-links the graph over the other encoding (like a compaction: tombstones go).
+  void set_vector_codes(VectorCodes codes, int threads = 0);
   void set_signals(std::size_t id, const DuplicateSignals& signals) { entries_.at(id).signals = signals; }
   // How many entries carry duplicate signals.
   std::size_t signals_count() const;
@@ -153,6 +164,7 @@ class ImageIndex {
   friend void detail::write_tombstones(const ImageIndex&, detail::BinaryFileWriter&);
   friend void detail::restore_graph(ImageIndex&, detail::ByteReader&, const std::uint8_t*, std::uint64_t,
                                     const std::uint8_t*);
+  friend void detail::attach_file_rows(ImageIndex&, std::shared_ptr<const detail::MappedFile>, const std::uint8_t*);
 };
 
 }  // namespace imgsearch

@@ -1,0 +1,284 @@
+// Compact vectors (`index --vectors f16|int8`): the encodings, their SIMD kernels, and an
+// index that searches codes and rescores with the exact rows of its file.
+#include "container_edit.h"
+#include "test_helpers.h"
+
+#include <imgsearch/error.h>
+#include <imgsearch/index.h>
+#include <imgsearch/index_io.h>
+#include <imgsearch/vector_encoding.h>
+
+#include "vector_codes.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+
+using namespace imgsearch;
+
+namespace {
+
+std::vector<float> unit_vectors(std::size_t n, int dim, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(n * dim);
+  for (std::size_t i = 0; i < n; ++i) {
+    double norm = 0;
+    for (int d = 0; d < dim; ++d) norm += double(v[i * dim + d] = normal(rng)) * v[i * dim + d];
+    for (int d = 0; d < dim; ++d) v[i * dim + d] = static_cast<float>(v[i * dim + d] / std::sqrt(norm));
+  }
+  return v;
+}
+
+// Clustered, as CNN embeddings are to an ANN index.
+std::vector<float> clustered(std::size_t n, int dim, int clusters, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> centers(static_cast<std::size_t>(clusters) * dim);
+  for (float& c : centers) c = normal(rng);
+  std::vector<float> v(n * dim);
+  for (std::size_t i = 0; i < n; ++i) {
+    double norm = 0;
+    for (int d = 0; d < dim; ++d) {
+      v[i * dim + d] = centers[(i % clusters) * dim + d] + 0.6f * normal(rng);
+      norm += double(v[i * dim + d]) * v[i * dim + d];
+    }
+    for (int d = 0; d < dim; ++d) v[i * dim + d] = static_cast<float>(v[i * dim + d] / std::sqrt(norm));
+  }
+  return v;
+}
+
+std::vector<IndexEntry> entries_for(std::size_t first, std::size_t n) {
+  std::vector<IndexEntry> e(n);
+  for (std::size_t i = 0; i < n; ++i) e[i].path = "/photos/" + std::to_string(first + i) + ".jpg";
+  return e;
+}
+
+ModelInfo some_model(int dim) {
+  ModelInfo m;
+  m.name = "test";
+  m.output_dim = dim;
+  m.path = "/models/test.pt";
+  m.content_hash = "0123456789abcdef";
+  return m;
+}
+
+double dot(const float* a, const float* b, int dim) {
+  double s = 0;
+  for (int d = 0; d < dim; ++d) s += double(a[d]) * b[d];
+  return s;
+}
+
+double recall_at_10(const ImageIndex& index, const std::vector<float>& queries, std::size_t nq, int ef) {
+  std::size_t hit = 0;
+  for (std::size_t q = 0; q < nq; ++q) {
+    const float* v = queries.data() + q * index.dim();
+    std::set<std::uint32_t> exact;
+    for (const auto& h : index.search_exact(v, 10)) exact.insert(h.id);
+    for (const auto& h : index.search(v, 10, ef)) hit += exact.count(h.id);
+  }
+  return static_cast<double>(hit) / (10.0 * nq);
+}
+
+nlohmann::json meta_of(const std::string& path) {
+  const test::Container c = test::Container::load(path);
+  for (const auto& s : c.sections)
+    if (s.tag == "META") return nlohmann::json::parse(s.data.begin(), s.data.end());
+  throw std::runtime_error("no META");
+}
+
+}  // namespace
+
+TEST_CASE("vector codes: names parse and unknown ones are refused", "[vector_codes]") {
+  for (const char* name : {"f32", "f16", "int8"}) CHECK(vector_codes_name(parse_vector_codes(name)) == std::string(name));
+  CHECK_THROWS_WITH(parse_vector_codes("int4"), Catch::Contains("unknown vector encoding 'int4'"));
+  CHECK(make_vector_encoding(VectorCodes::F16, 1280)->code_size() == 2560);
+  CHECK(make_vector_encoding(VectorCodes::Int8, 1280)->code_size() == 1284);
+  CHECK(make_vector_encoding(VectorCodes::F32, 1280)->code_size() == 5120);
+}
+
+TEST_CASE("f16 and int8 encode within their error bounds", "[vector_codes]") {
+  const int dim = 1280;
+  const std::vector<float> v = unit_vectors(50, dim, 7);
+  const auto f16 = make_vector_encoding(VectorCodes::F16, dim);
+  const auto i8 = make_vector_encoding(VectorCodes::Int8, dim);
+  std::vector<std::uint8_t> code(std::max(f16->code_size(), i8->code_size()));
+  std::vector<float> back(dim);
+  for (std::size_t i = 0; i < 50; ++i) {
+    const float* x = v.data() + i * dim;
+    f16->encode(x, code.data());
+    f16->decode(code.data(), back.data());
+    for (int d = 0; d < dim; ++d) {
+      // Half precision: 11 significant bits, so within 2^-11 relative (2^-25 absolute
+      // among the subnormals).
+      REQUIRE(std::fabs(back[d] - x[d]) <= std::max(std::fabs(x[d]) / 2048.0f, 1.0f / (1 << 25)));
+    }
+    CHECK(1.0 - f16->distance(code.data(), code.data()) == Approx(1.0).margin(2e-3));
+
+    i8->encode(x, code.data());
+    i8->decode(code.data(), back.data());
+    float max_abs = 0;
+    for (int d = 0; d < dim; ++d) max_abs = std::max(max_abs, std::fabs(x[d]));
+    for (int d = 0; d < dim; ++d) REQUIRE(std::fabs(back[d] - x[d]) <= max_abs / 254.0f * 1.0001f);
+    // The code's distance is the decoded vectors' distance.
+    const float* y = v.data() + ((i + 1) % 50) * dim;
+    std::vector<std::uint8_t> code_y(i8->code_size());
+    std::vector<float> back_y(dim);
+    i8->encode(y, code_y.data());
+    i8->decode(code_y.data(), back_y.data());
+    CHECK(1.0 - i8->distance(code.data(), code_y.data()) == Approx(dot(back.data(), back_y.data(), dim)).margin(1e-5));
+    CHECK(1.0 - i8->distance(code.data(), code_y.data()) == Approx(dot(x, y, dim)).margin(0.01));
+  }
+  // Edge values of the half conversion.
+  CHECK(detail::half_to_float(detail::float_to_half(1.0f)) == 1.0f);
+  CHECK(detail::half_to_float(detail::float_to_half(-0.5f)) == -0.5f);
+  CHECK(detail::half_to_float(detail::float_to_half(65504.0f)) == 65504.0f);
+  CHECK(std::isinf(detail::half_to_float(detail::float_to_half(1e6f))));
+  CHECK(detail::half_to_float(detail::float_to_half(std::ldexp(1.0f, -24))) == std::ldexp(1.0f, -24));
+  CHECK(detail::float_to_half(1.0f + 1.0f / 4096) == detail::float_to_half(1.0f));  // ties to even
+  for (std::uint32_t h = 0; h < 0x7c00; ++h)  // every finite half survives the round trip
+    REQUIRE(detail::float_to_half(detail::half_to_float(static_cast<std::uint16_t>(h))) == h);
+}
+
+TEST_CASE("SIMD kernels equal the portable ones on random data, odd lengths included", "[vector_codes]") {
+  INFO("kernels in use: " << detail::code_kernels_name());
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> byte(-127, 127);
+  std::normal_distribution<float> normal(0.0f, 0.1f);
+  for (const std::size_t n : {1u, 7u, 8u, 15u, 16u, 17u, 31u, 32u, 33u, 63u, 100u, 1279u, 1280u, 1283u, 4099u}) {
+    std::vector<std::int8_t> a(n), b(n);
+    std::vector<std::uint16_t> ha(n), hb(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      a[i] = static_cast<std::int8_t>(byte(rng));
+      b[i] = static_cast<std::int8_t>(byte(rng));
+      ha[i] = detail::float_to_half(normal(rng));
+      hb[i] = detail::float_to_half(normal(rng));
+    }
+    // Extremes: the widening multiply-add must not saturate.
+    a[0] = -127;
+    b[0] = -127;
+    const std::int32_t i8 = detail::i8_dot_portable(a.data(), b.data(), n);
+    const float f16 = detail::f16_dot_portable(ha.data(), hb.data(), n);
+    double exact = 0;
+    for (std::size_t i = 0; i < n; ++i) exact += double(detail::half_to_float(ha[i])) * detail::half_to_float(hb[i]);
+    CHECK(f16 == Approx(exact).margin(1e-5));
+    if (detail::cpu_has_avx2()) {
+      CHECK(detail::i8_dot_avx2(a.data(), b.data(), n) == i8);
+      CHECK(detail::f16_dot_avx2(ha.data(), hb.data(), n) == Approx(exact).margin(1e-5));
+    }
+    if (detail::cpu_has_avx512()) {
+      CHECK(detail::i8_dot_avx512(a.data(), b.data(), n) == i8);
+      CHECK(detail::f16_dot_avx512(ha.data(), hb.data(), n) == Approx(exact).margin(1e-5));
+    }
+  }
+  std::vector<std::int8_t> lows(4096, -127);
+  CHECK(detail::i8_dot_portable(lows.data(), lows.data(), lows.size()) == 4096 * 127 * 127);
+  if (detail::cpu_has_avx512()) CHECK(detail::i8_dot_avx512(lows.data(), lows.data(), lows.size()) == 4096 * 127 * 127);
+  if (detail::cpu_has_avx2()) CHECK(detail::i8_dot_avx2(lows.data(), lows.data(), lows.size()) == 4096 * 127 * 127);
+}
+
+TEST_CASE("a compact index finds what exact search finds and scores hits exactly", "[vector_codes][index]") {
+  const int dim = 97;  // odd: every kernel's tail runs
+  const std::size_t n = 3000;
+  const std::vector<float> v = clustered(n, dim, 30, 11);
+  const std::vector<float> queries = clustered(100, dim, 30, 12);
+  for (const VectorCodes codes : {VectorCodes::F16, VectorCodes::Int8}) {
+    INFO(vector_codes_name(codes));
+    ImageIndex index(dim, HnswParams{}, some_model(dim), codes);
+    index.add(entries_for(0, n), v.data(), 2);
+    CHECK(index.vector_codes() == codes);
+    CHECK(recall_at_10(index, queries, 100, 64) >= 0.95);
+    // vector() is the exact row; scores are exact cosines, not code estimates.
+    CHECK(std::equal(v.begin(), v.begin() + dim, index.vector(0), [](float a, float b) { return std::fabs(a - b) < 1e-6f; }));
+    const auto hits = index.search(queries.data(), 10);
+    REQUIRE(hits.size() == 10);
+    for (const auto& h : hits) CHECK(h.score == Approx(dot(queries.data(), v.data() + h.id * dim, dim)).margin(1e-5));
+    for (std::size_t i = 1; i < hits.size(); ++i) CHECK(hits[i - 1].score >= hits[i].score);
+    for (std::size_t i = 0; i < n; i += 97) CHECK(index.search(v.data() + i * dim, 1)[0].id == i);
+  }
+}
+
+TEST_CASE("a compact index saves, loads, grows and shrinks", "[vector_codes][index_io]") {
+  test::TempDir tmp;
+  const int dim = 64;
+  const std::size_t n = 1500;
+  const std::vector<float> v = clustered(n + 300, dim, 20, 5);
+  for (const VectorCodes codes : {VectorCodes::F16, VectorCodes::Int8}) {
+    INFO(vector_codes_name(codes));
+    const std::string path = tmp.file(std::string("c-") + vector_codes_name(codes) + ".index");
+    ImageIndex index(dim, HnswParams{}, some_model(dim), codes);
+    index.add(entries_for(0, n), v.data(), 2);
+    save_index(index, path);
+
+    // The file says what it needs: an imgsearch that does not know compact codes refuses
+    // it ("needs feature 'vector_codes'") rather than reading the graph over float rows.
+    const nlohmann::json meta = meta_of(path);
+    CHECK(meta.at("vectors") == vector_codes_name(codes));
+    CHECK(meta.at("requires") == nlohmann::json::array({"vector_codes"}));
+    CHECK(test::Container::load(path).version == 2);
+
+    ImageIndex loaded = load_index(path);
+    CHECK(loaded.vector_codes() == codes);
+    REQUIRE(loaded.size() == n);
+    for (std::size_t i = 0; i < n; i += 7) REQUIRE(std::equal(loaded.vector(i), loaded.vector(i) + dim, index.vector(i)));
+    for (std::size_t q = 0; q < n; q += 50) {
+      const auto a = index.search(v.data() + q * dim, 10), b = loaded.search(v.data() + q * dim, 10);
+      REQUIRE(a.size() == b.size());
+      for (std::size_t j = 0; j < a.size(); ++j) CHECK(a[j].id == b[j].id);
+    }
+    // Incremental: add, remove (tombstones), save over the file it was loaded from, reload.
+    loaded.add(entries_for(n, 300), v.data() + n * dim, 2);
+    const std::size_t removed = loaded.remove_if([](const IndexEntry& e) { return e.path.size() == 15 && e.path < "/photos/2"; });  // ids 100..199
+    CHECK(removed > 0);
+    CHECK(loaded.tombstones() == removed);
+    std::vector<float> kept_vectors;
+    for (std::size_t i = 0; i < loaded.size(); ++i) kept_vectors.insert(kept_vectors.end(), loaded.vector(i), loaded.vector(i) + dim);
+    save_index(loaded, path);
+    ImageIndex again = load_index(path);
+    CHECK(again.size() == n + 300 - removed);
+    CHECK(again.tombstones() == removed);
+    for (std::size_t i = 0; i < again.size(); ++i) {
+      REQUIRE(std::equal(again.vector(i), again.vector(i) + dim, kept_vectors.data() + i * dim));
+      if (i % 40 == 0) CHECK(again.search(again.vector(i), 1)[0].id == i);
+    }
+    // Re-encoding re-links the graph (and drops the tombstones).
+    again.set_vector_codes(VectorCodes::F32);
+    CHECK(again.vector_codes() == VectorCodes::F32);
+    CHECK(again.tombstones() == 0);
+    for (std::size_t i = 0; i < again.size(); i += 40) CHECK(again.search(kept_vectors.data() + i * dim, 1)[0].id == i);
+    save_index(again, path);
+    CHECK_FALSE(meta_of(path).contains("vectors"));
+    CHECK_FALSE(meta_of(path).contains("requires"));
+    CHECK(test::Container::load(path).version == 1);
+  }
+}
+
+TEST_CASE("a compact index's META is checked", "[vector_codes][index_io][hostile]") {
+  test::TempDir tmp;
+  const int dim = 16;
+  const std::vector<float> v = clustered(50, dim, 3, 9);
+  ImageIndex index(dim, HnswParams{}, some_model(dim), VectorCodes::Int8);
+  index.add(entries_for(0, 50), v.data(), 1);
+  const std::string good = tmp.file("good.index"), bad = tmp.file("bad.index");
+  save_index(index, good);
+  auto with_meta = [&](const std::function<void(nlohmann::json&)>& edit, const std::string& message) {
+    test::Container c = test::Container::load(good);
+    nlohmann::json meta = meta_of(good);
+    edit(meta);
+    const std::string text = meta.dump();
+    c.section("META").data.assign(text.begin(), text.end());
+    test::write_bytes(bad, c.serialize());
+    CHECK_THROWS_WITH(load_index(bad), Catch::Contains(message));
+  };
+  with_meta([](auto& j) { j["vectors"] = "int4"; }, "unknown vector encoding \"int4\"");
+  with_meta([](auto& j) { j["vectors"] = 8; }, "unknown vector encoding \"8\"");
+  with_meta([](auto& j) { j["vectors"] = "f32"; }, "unknown vector encoding \"f32\"");
+  with_meta([](auto& j) { j.erase("requires"); }, "META \"vectors\" and \"requires\" disagree");
+  with_meta([](auto& j) { j.erase("vectors"); }, "META \"vectors\" and \"requires\" disagree");
+  with_meta([](auto& j) { j["requires"] = {"vector_codes", "vector_codes_v2"}; }, "needs feature 'vector_codes_v2'");
+  CHECK(load_index(good).vector_codes() == VectorCodes::Int8);
+}
