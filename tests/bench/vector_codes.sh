@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Compact vectors (docs/benchmarks.md, "A million images, int8 and shards (issue 13)"): not
+# part of ctest. For each size N (default 50k and 200k; two sizes give the per-vector slope
+# that the 10^6 projection uses) and each of f32, f16 and int8: build an N x 1280-d index
+# made from the real fashion44k embeddings (vector_codes_bench.cpp says how), then in a
+# fresh process load it and run 500 queries (RSS, recall@10 against exact fp32, p50/p99 at
+# ef 16..128). On the largest N: add 10k, remove 10k, and a cold `imgsearch query` taken
+# apart (process start with LibTorch, index load, model load + one image).
+#   tests/bench/vector_codes.sh [--build build] [--out /work/cache/compact/bench]
+#        [--sizes "50000 200000"] [--threads 2] [--source /work/cache/f44k/f44k.index]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$root/build
+out=/work/cache/compact/bench
+sizes="50000 200000"
+threads=2
+source_index=/work/cache/f44k/f44k.index
+nq=500
+while [ $# -gt 0 ]; do
+  case $1 in
+    --build) build=$(cd "$2" && pwd); shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --sizes) sizes=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --source) source_index=$2; shift 2 ;;
+    *) echo "vector_codes.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$out"
+export OMP_WAIT_POLICY=PASSIVE
+log=$out/results.jsonl
+: > "$log"
+grep "model name" /proc/cpuinfo | head -1
+echo "load: $(cat /proc/loadavg)"
+g++ -std=c++17 -O2 -I"$root/lib/include" "$root/tests/bench/vector_codes_bench.cpp" "$build/lib/libimgsearch_core.a" \
+  -lfmt -lxxhash -lblas -lpthread -o "$out/vector_codes_bench"
+bench=$out/vector_codes_bench
+# /usr/bin/time's numbers for one command as JSON: wall, CPU (user + system), peak RSS.
+timed() {  # timed LABEL CMD...
+  local label=$1; shift
+  /usr/bin/time -f "{\"time\": \"$label\", \"wall_s\": %e, \"cpu_s\": %U + %S, \"peak_rss_kb\": %M}" -o "$out/time.txt" "$@"
+  sed -E 's/"cpu_s": ([0-9.]+) \+ ([0-9.]+)/"cpu_s": \1, "cpu_sys_s": \2/' "$out/time.txt" | tee -a "$log"
+}
+largest=0
+for n in $sizes; do
+  [ "$n" -gt "$largest" ] && largest=$n
+  "$bench" truth "$source_index" "$n" "$nq" "$out/truth-$n.bin" >> "$log"
+  for codes in f32 f16 int8; do
+    # M 16, ef_construction 100 (as the tombstone bench) to keep 200k within reach of two
+    # shared cores; the serving RSS does not depend on ef_construction.
+    timed "build $codes $n" "$bench" build "$source_index" "$n" "$codes" "$out/$codes-$n.index" "$threads" 16 100 | tee -a "$log"
+    "$bench" serve "$source_index" "$out/$codes-$n.index" "$nq" "$out/truth-$n.bin" | tee -a "$log"
+  done
+done
+
+# Cold `imgsearch query`, taken apart; each command 3 times (the file in the page cache).
+img=$(find "$root/../shared/datasets/fashion44k/images" -name '*.jpg' -print -quit)
+imgsearch=$build/bin/imgsearch
+"$bench" build "$source_index" 1000 f32 "$out/tiny.index" "$threads" 16 100 > /dev/null
+for r in 1 2 3; do
+  timed "start (--version)" "$imgsearch" --version > /dev/null
+  timed "query tiny index (start + model + 1 image)" "$imgsearch" query -i "$out/tiny.index" "$img" -k 10 > /dev/null
+  for codes in f32 f16 int8; do
+    timed "info $codes $largest (start + index load)" "$imgsearch" info -i "$out/$codes-$largest.index" > /dev/null
+    timed "query $codes $largest (cold)" "$imgsearch" query -i "$out/$codes-$largest.index" "$img" -k 10 > /dev/null
+  done
+done
+
+# Add 10k, remove 10k (on a copy: the serve numbers above stay reproducible).
+for codes in f32 f16 int8; do
+  cp "$out/$codes-$largest.index" "$out/$codes-update.index"
+  "$bench" update "$source_index" "$out/$codes-update.index" "$threads" | tee -a "$log"
+  rm -f "$out/$codes-update.index"
+done
+echo "load: $(cat /proc/loadavg)"
+/usr/bin/python3 "$root/tests/bench/vector_codes_summary.py" "$log"
