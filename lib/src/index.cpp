@@ -59,8 +59,24 @@ struct ImageIndex::Impl {
   // or added in this process (kRowInMemory | a row of `memory`).
   std::shared_ptr<const detail::MappedFile> file;
   const std::uint8_t* file_rows = nullptr;
-  std::vector<float> memory;
+  // Rows added here, in fixed blocks: growing never copies them (a contiguous vector's
+  // doubling would hold the old and new arrays at once, the peak of a large build) and a
+  // row's address stays valid.
+  static constexpr std::size_t kBlockRows = 4096;
+  std::vector<std::unique_ptr<float[]>> memory;
+  std::size_t memory_rows = 0;
   std::vector<std::uint64_t> row_of;
+  float* memory_row(std::size_t r, int dim) const {
+    return memory[r / kBlockRows].get() + (r % kBlockRows) * static_cast<std::size_t>(dim);
+  }
+  // Room for n more rows; returns the first one's number.
+  std::size_t grow_memory(std::size_t n, int dim) {
+    const std::size_t first = memory_rows;
+    memory_rows += n;
+    while (memory.size() * kBlockRows < memory_rows)
+      memory.emplace_back(new float[kBlockRows * static_cast<std::size_t>(dim)]);
+    return first;
+  }
   std::vector<hnswlib::tableint> internal_of;             // entry id -> hnswlib internal id
   // hnswlib 0.6.2 takes the beam width as state (setEf), not as a search argument:
   // searches with the beam already set share the lock; changing it takes it alone, so
@@ -80,7 +96,7 @@ struct ImageIndex::Impl {
     return compact() ? static_cast<hnswlib::SpaceInterface<float>*>(code_space.get()) : space.get();
   }
   const float* row(std::uint64_t where, int dim) const {
-    if (where & kRowInMemory) return memory.data() + (where & ~kRowInMemory) * static_cast<std::size_t>(dim);
+    if (where & kRowInMemory) return memory_row(where & ~kRowInMemory, dim);
     return reinterpret_cast<const float*>(file_rows + where * static_cast<std::size_t>(dim) * sizeof(float));
   }
   // The row into `buffer` by pread when it is in the file, so that rescoring never maps
@@ -206,13 +222,12 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
   if (progress && done_before == 0) progress(0, total_links);  // linking starts: the total is known
   Impl& impl = *impl_;
   // Compact codes: the exact rows are kept beside the graph, which gets the codes.
-  const std::size_t memory_base = impl.memory.size() / dim_;
-  if (impl.compact()) impl.memory.resize(impl.memory.size() + entries.size() * dim_);
+  const std::size_t memory_base = impl.compact() ? impl.grow_memory(entries.size(), dim_) : 0;
   auto add_point = [&](std::size_t i) {
     thread_local std::vector<float> row;
     thread_local std::vector<std::uint8_t> code;
     row.resize(dim_);
-    float* out = impl.compact() ? impl.memory.data() + (memory_base + i) * dim_ : row.data();
+    float* out = impl.compact() ? impl.memory_row(memory_base + i, dim_) : row.data();
     const float* r = vectors + i * dim_;
     for (int d = 0; d < dim_; ++d) out[d] = r[d] * inv_norms[i];
     if (impl.compact()) {
@@ -341,8 +356,8 @@ void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, c
   std::vector<std::uint8_t> code(impl.compact() ? impl.encoding->code_size() : 0);
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (impl.compact()) {
-      const std::size_t at = impl.memory.size() / dim_;
-      impl.memory.insert(impl.memory.end(), vectors + i * dim_, vectors + (i + 1) * dim_);
+      const std::size_t at = impl.grow_memory(1, dim_);
+      std::memcpy(impl.memory_row(at, dim_), vectors + i * dim_, sizeof(float) * dim_);
       impl.row_of[ids[i]] = kRowInMemory | at;
       impl.encoding->encode(vectors + i * dim_, code.data());
       impl.hnsw->addPoint(code.data(), ids[i]);

@@ -7,7 +7,7 @@
 # ef 16..128). On the largest N: add 10k, remove 10k, and a cold `imgsearch query` taken
 # apart (process start with LibTorch, index load, model load + one image).
 #   tests/bench/vector_codes.sh [--build build] [--out /work/cache/compact/bench]
-#        [--sizes "50000 200000"] [--threads 2] [--source /work/cache/f44k/f44k.index]
+#        [--sizes "50000 200000"] [--threads 2] [--source /work/cache/f44k/f44k.index] [--no-extras]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
@@ -16,6 +16,7 @@ sizes="50000 200000"
 threads=2
 source_index=/work/cache/f44k/f44k.index
 nq=500
+extras=1
 while [ $# -gt 0 ]; do
   case $1 in
     --build) build=$(cd "$2" && pwd); shift 2 ;;
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
     --sizes) sizes=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --source) source_index=$2; shift 2 ;;
+    --no-extras) extras=0; shift ;;  # builds and serves only: no cold query, add or remove
     *) echo "vector_codes.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -53,6 +55,7 @@ for n in $sizes; do
   done
 done
 
+if [ "$extras" = 1 ]; then
 # Cold `imgsearch query`, taken apart; each command 3 times (the file in the page cache).
 img=$(find "$root/../shared/datasets/fashion44k/images" -name '*.jpg' -print -quit)
 imgsearch=$build/bin/imgsearch
@@ -72,5 +75,6 @@ for codes in f32 f16 int8; do
   "$bench" update "$source_index" "$out/$codes-update.index" "$threads" | tee -a "$log"
   rm -f "$out/$codes-update.index"
 done
+fi
 echo "load: $(cat /proc/loadavg)"
 /usr/bin/python3 "$root/tests/bench/vector_codes_summary.py" "$log"
