@@ -23,7 +23,7 @@ using CropThumbnail = std::array<std::uint8_t, kCropThumbPixels>;
 CropThumbnail crop_thumbnail(const Image& image);
 
 struct CropMatchOptions {
-  float min_scale = 0.55f;  // smallest window, as a fraction of the other thumbnail's side
+  float min_scale = 0.55f;  // smallest window, as a fraction of the other thumbnail's side (>= 0.5)
   int scales = 15;          // window sizes tried from 100 % down to min_scale
   int positions = 5;        // a positions x positions grid per size and direction...
   int refine = 3;           // ...and a local search from the best `refine` of those
