@@ -17,39 +17,41 @@ constexpr double kMaxTrim = 0.4;  // of each side, so a flat image is not trimme
 // Below this standard deviation (grey levels) a thumbnail is flat: NCC would be noise.
 constexpr float kMinDeviation = 4.0f;
 
-// Box-averages the luminance into a gw x gh grid; each cell covers at least one pixel.
-std::vector<float> grey_grid(const Image& image, int gw, int gh) {
+// Box-averages the luminance into a gw x gh grid (gw <= width, gh <= height).
+// A cell sums at most (width / gw + 1) x (height / gh + 1) luminances of <= 255000: within
+// 32 bits up to 16,000 pixels a cell, 1 gigapixel at 256 x 256 cells.
+const std::vector<float>& grey_grid(const Image& image, int gw, int gh) {
   const int w = image.width, h = image.height;
   std::vector<int> x_edge(gw + 1), y_edge(gh + 1);
   for (int c = 0; c <= gw; ++c) x_edge[c] = static_cast<int>(static_cast<long long>(c) * w / gw);
   for (int r = 0; r <= gh; ++r) y_edge[r] = static_cast<int>(static_cast<long long>(r) * h / gh);
-  auto span = [](const std::vector<int>& edge, int c, int limit) {
-    const int begin = std::min(edge[c], limit - 1);
-    return std::pair<int, int>(begin, std::max(begin + 1, edge[c + 1]));
-  };
-  std::vector<std::uint64_t> cells(static_cast<std::size_t>(gw) * gh, 0);
-  std::vector<std::uint32_t> luma(static_cast<std::size_t>(w));
+  // One grid row at a time (gw <= w and gh <= h, so every cell has pixels): the buffers
+  // are kept per thread, indexing decodes one image after another.
+  thread_local std::vector<float> grid, inv_width;
+  thread_local std::vector<std::uint32_t> row_sums;
+  thread_local std::vector<int> cell_of;
+  grid.resize(static_cast<std::size_t>(gw) * gh);
+  row_sums.assign(static_cast<std::size_t>(gw), 0);
+  cell_of.resize(static_cast<std::size_t>(w));
+  inv_width.resize(static_cast<std::size_t>(gw));
+  for (int c = 0; c < gw; ++c) {
+    for (int x = x_edge[c]; x < x_edge[c + 1]; ++x) cell_of[x] = c;
+    inv_width[c] = 1.0f / (1000.0f * (x_edge[c + 1] - x_edge[c]));
+  }
   int row = 0;
+  auto flush = [&](int r) {
+    const float inv_height = 1.0f / float(y_edge[r + 1] - y_edge[r]);
+    for (int c = 0; c < gw; ++c) {
+      grid[static_cast<std::size_t>(r) * gw + c] = static_cast<float>(row_sums[c]) * inv_width[c] * inv_height;
+      row_sums[c] = 0;
+    }
+  };
   for (int y = 0; y < h; ++y) {
+    if (row + 1 < gh && y >= y_edge[row + 1]) flush(row++);
     const std::uint8_t* p = image.pixels.data() + static_cast<std::size_t>(y) * w * 3;
-    for (int x = 0; x < w; ++x) luma[x] = 299u * p[3 * x] + 587u * p[3 * x + 1] + 114u * p[3 * x + 2];
-    while (row + 1 < gh && y >= span(y_edge, row + 1, h).first) ++row;
-    for (int c = 0; c < gw; ++c) {
-      const auto [x0, x1] = span(x_edge, c, w);
-      std::uint64_t sum = 0;
-      for (int x = x0; x < x1; ++x) sum += luma[x];
-      cells[static_cast<std::size_t>(row) * gw + c] += sum;
-    }
+    for (int x = 0; x < w; ++x) row_sums[cell_of[x]] += 299u * p[3 * x] + 587u * p[3 * x + 1] + 114u * p[3 * x + 2];
   }
-  std::vector<float> grid(cells.size());
-  for (int r = 0; r < gh; ++r) {
-    const auto [y0, y1] = span(y_edge, r, h);
-    for (int c = 0; c < gw; ++c) {
-      const auto [x0, x1] = span(x_edge, c, w);
-      grid[static_cast<std::size_t>(r) * gw + c] =
-          static_cast<float>(double(cells[static_cast<std::size_t>(r) * gw + c]) / (1000.0 * (y1 - y0) * (x1 - x0)));
-    }
-  }
+  flush(row);
   return grid;
 }
 
@@ -148,7 +150,7 @@ CropThumbnail crop_thumbnail(const Image& image) {
   CropThumbnail thumb{};
   if (image.width <= 0 || image.height <= 0) return thumb;
   const int gw = std::min(image.width, kGridMax), gh = std::min(image.height, kGridMax);
-  const std::vector<float> g = grey_grid(image, gw, gh);
+  const std::vector<float>& g = grey_grid(image, gw, gh);
   auto at = [&](int r, int c) { return g[static_cast<std::size_t>(r) * gw + c]; };
   // A run of rows (or columns) at an edge, each uniform and at the first one's level.
   auto uniform_row = [&](int r, int c0, int c1, float level) {
