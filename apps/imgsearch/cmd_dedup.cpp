@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -227,6 +228,12 @@ int run_dedup(DedupArgs args) {
     warn(fmt::format("{}: {} of {} images have no duplicate signals (indexed by an older imgsearch); they are compared "
                      "by embedding only. `imgsearch index` on their folders adds them",
                      index_path, without, index.size()));
+  else if (const std::size_t no_thumb = static_cast<std::size_t>(std::count_if(
+               index.entries().begin(), index.entries().end(), [](const IndexEntry& e) { return e.signals.thumbnail.empty(); }));
+           no_thumb > 0 && thresholds.crop_ncc <= 1.0f)
+    warn(fmt::format("{}: {} of {} images have no crop thumbnail (indexed by an older imgsearch); crops of them are "
+                     "not found. `imgsearch index` on their folders adds it",
+                     index_path, no_thumb, index.size()));
 
   std::ofstream file;
   std::ostream* out = &std::cout;

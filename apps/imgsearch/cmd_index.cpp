@@ -311,13 +311,14 @@ int run_index(const IndexArgs& args) {
     vectors.resize(n * static_cast<std::size_t>(dim));
     added_vectors = std::move(vectors);
   }
-  // Entries indexed before duplicate signals existed get them now: a decode of each file,
-  // no model (docs/dedup.md). A file that cannot be read keeps its entry, without signals.
+  // Entries indexed before duplicate signals (or their crop thumbnail, DUPTHUMB) existed
+  // get them now: a decode of each file, no model (docs/dedup.md). A file that cannot be
+  // read keeps its entry, without signals.
   std::size_t signals_filled = 0;
   if (!interrupted()) {
     std::vector<std::size_t> missing;
     for (std::size_t id = 0; id < index->size(); ++id)
-      if (!index->entry(id).signals.present) missing.push_back(id);
+      if (!index->entry(id).signals.present || index->entry(id).signals.thumbnail.empty()) missing.push_back(id);
     if (!missing.empty()) {
       std::vector<std::string> files;
       for (const std::size_t id : missing) files.push_back(index->entry(id).path);

@@ -24,6 +24,8 @@ DuplicateSignals duplicate_signals(const std::uint8_t* file_bytes, std::size_t s
   s.present = true;
   s.content_hash = content_hash(file_bytes, size);
   s.phash = perceptual_hashes(decoded);
+  const CropThumbnail thumb = crop_thumbnail(decoded);
+  s.thumbnail.assign(thumb.begin(), thumb.end());
   return s;
 }
 

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -57,7 +58,9 @@ void save_index(const ImageIndex& index, const std::string& path) {
   if (compact) required.push_back("vector_codes");
   const bool transformed = projected || augmented;
   const bool with_signals = index.signals_count() > 0;
-  const unsigned sections = 4 + (with_signals ? 1 : 0) + (transformed ? 1 : 0) + (projected ? 1 : 0) + (augmented ? 1 : 0) +
+  const bool with_thumbs = std::any_of(index.entries().begin(), index.entries().end(),
+                                       [](const IndexEntry& e) { return !e.signals.thumbnail.empty(); });
+  const unsigned sections = 4 + (with_signals ? 1 : 0) + (with_thumbs ? 1 : 0) + (transformed ? 1 : 0) + (projected ? 1 : 0) + (augmented ? 1 : 0) +
                             (expanded ? 1 : 0) + (with_tombstones ? 1 : 0);
   detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, sections);
 
@@ -102,6 +105,19 @@ void save_index(const ImageIndex& index, const std::string& path) {
       out.write_u64(e.signals.present ? 1 : 0);
       out.write_u64(e.signals.present ? e.signals.content_hash : 0);
       for (const std::uint64_t h : e.signals.phash) out.write_u64(e.signals.present ? h : 0);
+    }
+    out.end_section();
+  }
+  // Optional, information only: dedup's crop thumbnails, a flag byte and 32x32 grey levels
+  // per entry (zeros where absent).
+  if (with_thumbs) {
+    out.begin_section("DUPTHUMB");
+    const std::vector<std::uint8_t> none(kCropThumbPixels, 0);
+    for (const IndexEntry& e : index.entries()) {
+      const bool has = e.signals.thumbnail.size() == static_cast<std::size_t>(kCropThumbPixels);
+      const std::uint8_t flag = has ? 1 : 0;
+      out.write(&flag, 1);
+      out.write(has ? e.signals.thumbnail.data() : none.data(), kCropThumbPixels);
     }
     out.end_section();
   }
@@ -351,6 +367,24 @@ ImageIndex load_index(const std::string& path) {
       for (const std::uint64_t h : s.phash) consistent = consistent && (h & 1) == 0 && (s.present || h == 0);
       if (!consistent || (!s.present && s.content_hash != 0))
         in.fail("DUPSIGS entry " + std::to_string(i) + " is inconsistent");
+    }
+    r.expect_end();
+  }
+  if (in.has_section("DUPTHUMB")) {
+    detail::ByteReader r(in, "DUPTHUMB");
+    constexpr std::size_t kRecord = 1 + kCropThumbPixels;
+    if (r.remaining() != count * kRecord)
+      in.fail("DUPTHUMB section holds " + std::to_string(r.remaining()) + " bytes, expected " +
+              std::to_string(count * kRecord) + " for " + std::to_string(count) + " entries");
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const std::uint8_t flag = *r.bytes(1);
+      const std::uint8_t* pixels = r.bytes(kCropThumbPixels);
+      if (flag > 1) in.fail("DUPTHUMB entry " + std::to_string(i) + " has bad flag " + std::to_string(flag));
+      if (flag == 1) {
+        index.entries_[i].signals.thumbnail.assign(pixels, pixels + kCropThumbPixels);
+      } else if (std::any_of(pixels, pixels + kCropThumbPixels, [](std::uint8_t v) { return v != 0; })) {
+        in.fail("DUPTHUMB entry " + std::to_string(i) + " is inconsistent");
+      }
     }
     r.expect_end();
   }

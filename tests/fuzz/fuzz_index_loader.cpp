@@ -22,7 +22,8 @@ void load(const std::uint8_t* data, std::size_t size) {
       index.search(query.data(), 10, 32);
       index.search_exact(query.data(), 3);
       for (std::size_t i = 0; i < index.size(); ++i) (void)index.entry(i).path.size();
-      // The duplicate signals (DUPSIGS) as dedup uses them: hash neighbours, pairs, groups.
+      // The duplicate signals (DUPSIGS, DUPTHUMB) as dedup uses them: hash neighbours,
+      // pairs (the crop test too), groups.
       imgsearch::DedupOptions dedup;
       dedup.thresholds = imgsearch::dedup_preset("similar");
       dedup.neighbours = 4;

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 
@@ -58,6 +59,16 @@ int main(int argc, char** argv) {
         s.content_hash = 0x9E3779B97F4A7C15ull * (i / 3 + 1);
         for (std::uint64_t& h : s.phash) h = signal_rng() & ~std::uint64_t(1);
         if (i % 3 == 1) s.phash = entries[i - 1].signals.phash;  // near-identical neighbours
+        // Crop thumbnails (DUPTHUMB) on most of these: a gradient with a bright square
+        // that moves a little from entry to entry, so the crop test finds matches.
+        if (i % 7 != 6) {
+          s.thumbnail.resize(kCropThumbPixels);
+          for (int y = 0; y < kCropThumbSide; ++y)
+            for (int x = 0; x < kCropThumbSide; ++x) {
+              const bool square = std::abs(x - 12 - int(i % 4)) < 6 && std::abs(y - 16) < 6;
+              s.thumbnail[y * kCropThumbSide + x] = static_cast<std::uint8_t>(square ? 230 : 4 * x + 2 * y);
+            }
+        }
       }
     }
     index.add(entries, f.vectors.data(), 1);

@@ -6,6 +6,7 @@
 
 #include "imgsearch/image.h"
 #include "imgsearch/perceptual_hash.h"
+#include "imgsearch/thumbnail_match.h"
 
 #include <atomic>
 #include <cstddef>
@@ -20,6 +21,9 @@ struct DuplicateSignals {
   bool present = false;            // false for entries indexed before signals existed
   std::uint64_t content_hash = 0;  // XXH3-64 of the file's bytes
   OrientedHashes phash{};          // phash[o]: the image turned by orientation o
+  // The crop signal (thumbnail_match.h): kCropThumbPixels grey levels, border-trimmed;
+  // empty for entries indexed before it existed (DUPTHUMB section).
+  std::vector<std::uint8_t> thumbnail;
 };
 
 // XXH3-64 of a buffer / of a file's bytes (Error(Io) naming the file).

@@ -17,7 +17,7 @@
 namespace imgsearch {
 
 // Which signal made two images a pair (the strongest one that matched).
-enum class MatchSignal { None, Content, PerceptualHash, Embedding, EmbeddingAndHash };
+enum class MatchSignal { None, Content, PerceptualHash, Embedding, EmbeddingAndHash, Crop };
 
 struct DedupThresholds {
   bool content = true;          // identical file bytes always match
@@ -36,6 +36,13 @@ struct DedupThresholds {
   // off (its defaults) every two members must match: complete-link.
   float cap_cosine = 2.0f;
   int cap_hash_distance = -1;
+  // The crop signal (thumbnail_match.h), tried last and only on candidate pairs (it is the
+  // costly one): one border-trimmed 32x32 thumbnail, shrunk to 55-100 %, matches a window
+  // of the other with a normalised cross-correlation >= crop_ncc, and the cosine is at
+  // least crop_cosine. In the cap: NCC >= cap_crop_ncc. > 1: off. Off for crowded pairs.
+  float crop_ncc = 2.0f;
+  float crop_cosine = -1.0f;
+  float cap_crop_ncc = 2.0f;
   // A match with the group's centre at least this strong (score: cosine, or 1 - Hamming/64)
   // joins without the cap: a letterboxed copy is unmistakably its original's, even when
   // it resembles the original's grey copy too little. > 1: off.
@@ -95,7 +102,8 @@ std::uint8_t crowding_of(const ImageIndex& index, const DedupThresholds& t, bool
 DedupThresholds dedup_preset(const std::string& name);
 // One override in `imgsearch dedup --threshold` syntax: phash=N, phash-cnn=X, cnn=X,
 // weak-phash=N, weak-cnn=X, cap-phash=N, cap-cnn=X, centre=X, orientations=0|1, crowd-phash=N, crowd-phash-limit=N,
-// crowd-cnn=X, crowd-cnn-limit=N, crowded-phash=N, crowded-cnn=X. Error(InvalidArgument) when bad.
+// crowd-cnn=X, crowd-cnn-limit=N, crowded-phash=N, crowded-cnn=X, crop=X, crop-cnn=X, cap-crop=X.
+// Error(InvalidArgument) when bad.
 void apply_threshold_override(DedupThresholds& t, const std::string& spec);
 
 struct PairMatch {
@@ -104,10 +112,11 @@ struct PairMatch {
   int hash_distance = 64; // best over the orientations compared
   Orientation orientation = Orientation::Identity;  // of the second image's hash that matched
   float cosine = 0;
+  float crop_ncc = -2;  // the crop signal's NCC when it was computed (-2: it was not)
   bool matched() const { return signal != MatchSignal::None; }
 };
 
-// "content", "phash", "phash-mirror", "phash-rot90", ..., "cnn", "cnn+phash".
+// "content", "phash", "phash-mirror", "phash-rot90", ..., "cnn", "cnn+phash", "crop".
 std::string match_signal_name(const PairMatch& match);
 
 // The pair test on two indexed images (ids into `index`); `crowding` (measure_crowding)

@@ -1,0 +1,434 @@
+#include "imgsearch/thumbnail_match.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace imgsearch {
+
+namespace {
+
+constexpr int kSide = kCropThumbSide;
+// The grey grid the borders are found on: fine enough to place a border within 1 %.
+constexpr int kGridMax = 256;
+// A border row or column: every cell within this many grey levels of the edge's level
+// (flat bars survive JPEG q30 within 2-3 levels after averaging; sky and walls vary more).
+constexpr float kBorderTolerance = 6.0f;
+constexpr double kMaxTrim = 0.4;  // of each side, so a flat image is not trimmed to nothing
+// Below this standard deviation (grey levels) a thumbnail is flat: NCC would be noise.
+constexpr float kMinDeviation = 4.0f;
+
+// Box-averages the luminance into a gw x gh grid (gw <= width, gh <= height).
+// A cell sums at most (width / gw + 1) x (height / gh + 1) luminances of <= 255000: within
+// 32 bits up to 16,000 pixels a cell, 1 gigapixel at 256 x 256 cells.
+const std::vector<float>& grey_grid(const Image& image, int gw, int gh) {
+  const int w = image.width, h = image.height;
+  std::vector<int> x_edge(gw + 1), y_edge(gh + 1);
+  for (int c = 0; c <= gw; ++c) x_edge[c] = static_cast<int>(static_cast<long long>(c) * w / gw);
+  for (int r = 0; r <= gh; ++r) y_edge[r] = static_cast<int>(static_cast<long long>(r) * h / gh);
+  // One grid row at a time (gw <= w and gh <= h, so every cell has pixels): the buffers
+  // are kept per thread, indexing decodes one image after another.
+  thread_local std::vector<float> grid, inv_width;
+  thread_local std::vector<std::uint32_t> row_sums;
+  thread_local std::vector<int> cell_of;
+  grid.resize(static_cast<std::size_t>(gw) * gh);
+  row_sums.assign(static_cast<std::size_t>(gw), 0);
+  cell_of.resize(static_cast<std::size_t>(w));
+  inv_width.resize(static_cast<std::size_t>(gw));
+  for (int c = 0; c < gw; ++c) {
+    for (int x = x_edge[c]; x < x_edge[c + 1]; ++x) cell_of[x] = c;
+    inv_width[c] = 1.0f / (1000.0f * (x_edge[c + 1] - x_edge[c]));
+  }
+  int row = 0;
+  auto flush = [&](int r) {
+    const float inv_height = 1.0f / float(y_edge[r + 1] - y_edge[r]);
+    for (int c = 0; c < gw; ++c) {
+      grid[static_cast<std::size_t>(r) * gw + c] = static_cast<float>(row_sums[c]) * inv_width[c] * inv_height;
+      row_sums[c] = 0;
+    }
+  };
+  for (int y = 0; y < h; ++y) {
+    if (row + 1 < gh && y >= y_edge[row + 1]) flush(row++);
+    const std::uint8_t* p = image.pixels.data() + static_cast<std::size_t>(y) * w * 3;
+    for (int x = 0; x < w; ++x) row_sums[cell_of[x]] += 299u * p[3 * x] + 587u * p[3 * x + 1] + 114u * p[3 * x + 2];
+  }
+  flush(row);
+  return grid;
+}
+
+// For each of `out` cells over [begin, begin + length) of a source axis: the source cells
+// it overlaps and their share of it (area averaging; also upsamples, as a box filter).
+struct AxisWeights {
+  std::vector<int> first, count;
+  std::vector<float> weight;  // count[i] weights from offset[i]
+  std::vector<int> offset;
+};
+
+AxisWeights axis_weights(float begin, float length, int out, int limit) {
+  AxisWeights a;
+  const float step = length / out;
+  for (int i = 0; i < out; ++i) {
+    const float lo = begin + i * step, hi = lo + step;
+    const int k0 = std::clamp(static_cast<int>(std::floor(lo)), 0, limit - 1);
+    const int k1 = std::clamp(static_cast<int>(std::ceil(hi)), k0 + 1, limit);
+    a.first.push_back(k0);
+    a.count.push_back(k1 - k0);
+    a.offset.push_back(static_cast<int>(a.weight.size()));
+    for (int k = k0; k < k1; ++k) {
+      const float overlap = std::min(hi, float(k + 1)) - std::max(lo, float(k));
+      a.weight.push_back(std::max(0.0f, overlap) / step);
+    }
+  }
+  return a;
+}
+
+// Applies an axis's weights to `n` lines of a grid: out[line][i] from src along the axis
+// (`along` apart) of each line (`across` apart).
+void resample_axis(const float* src, int along, int across, int n, const AxisWeights& a, float* out, int out_along,
+                   int out_across) {
+  const int out_n = static_cast<int>(a.first.size());
+  for (int line = 0; line < n; ++line)
+    for (int i = 0; i < out_n; ++i) {
+      float s = 0;
+      for (int k = 0; k < a.count[i]; ++k) s += src[line * across + (a.first[i] + k) * along] * a.weight[a.offset[i] + k];
+      out[line * out_across + i * out_along] = s;
+    }
+}
+
+// Area-resamples the rectangle (x0, y0, rw, rh) of a sw x sh grid to ow x oh, rows first.
+void resample(const float* src, int sw, int sh, float x0, float y0, float rw, float rh, int ow, int oh, float* out) {
+  const AxisWeights ax = axis_weights(x0, rw, ow, sw), ay = axis_weights(y0, rh, oh, sh);
+  std::vector<float> rows(static_cast<std::size_t>(sh) * ow);
+  resample_axis(src, 1, sw, sh, ax, rows.data(), 1, ow);
+  resample_axis(rows.data(), ow, 1, ow, ay, out, ow, 1);
+}
+
+// A 32x32 thumbnail shrunk to w x w (w = 16..32) by area averaging: each output cell
+// covers at most 3 input cells per axis (32 / w <= 2), with the taps of each size
+// computed once; rows first, then columns as row updates the compiler vectorises.
+void shrink(const float* src, int w, float* out) {
+  constexpr int kTaps = 3;  // enough for w >= 16: a cell spans at most 2 input cells
+  struct Taps {
+    int first[kSide];
+    float weight[kSide][kTaps];
+  };
+  static const std::vector<Taps> taps = [] {
+    std::vector<Taps> t(kSide + 1);
+    for (int n = kSide / 2; n <= kSide; ++n) {
+      const AxisWeights a = axis_weights(0, kSide, n, kSide);
+      for (int i = 0; i < n; ++i) {
+        t[n].first[i] = std::min(a.first[i], kSide - kTaps);
+        for (int k = 0; k < kTaps; ++k) t[n].weight[i][k] = 0;
+        for (int k = 0; k < a.count[i] && k < kTaps; ++k) t[n].weight[i][a.first[i] + k - t[n].first[i]] = a.weight[a.offset[i] + k];
+      }
+    }
+    return t;
+  }();
+  const Taps& t = taps[w];
+  float tmp[kSide * kSide];  // tmp[y][i]
+  for (int y = 0; y < kSide; ++y)
+    for (int i = 0; i < w; ++i) {
+      const float* p = src + y * kSide + t.first[i];
+      float v = 0;
+      for (int k = 0; k < kTaps; ++k) v += p[k] * t.weight[i][k];
+      tmp[y * w + i] = v;
+    }
+  for (int i = 0; i < w; ++i) {
+    float* __restrict row = out + i * w;
+    for (int j = 0; j < w; ++j) row[j] = 0;
+    for (int k = 0; k < kTaps; ++k) {
+      const float c = t.weight[i][k];
+      if (c == 0) continue;
+      const float* __restrict in = tmp + (t.first[i] + k) * w;
+      for (int j = 0; j < w; ++j) row[j] += c * in[j];
+    }
+  }
+}
+
+}  // namespace
+
+CropThumbnail crop_thumbnail(const Image& image) {
+  CropThumbnail thumb{};
+  if (image.width <= 0 || image.height <= 0) return thumb;
+  const int gw = std::min(image.width, kGridMax), gh = std::min(image.height, kGridMax);
+  const std::vector<float>& g = grey_grid(image, gw, gh);
+  auto at = [&](int r, int c) { return g[static_cast<std::size_t>(r) * gw + c]; };
+  // A run of rows (or columns) at an edge, each uniform and at the first one's level.
+  auto uniform_row = [&](int r, int c0, int c1, float level) {
+    for (int c = c0; c < c1; ++c)
+      if (std::fabs(at(r, c) - level) > kBorderTolerance) return false;
+    return true;
+  };
+  auto uniform_col = [&](int c, int r0, int r1, float level) {
+    for (int r = r0; r < r1; ++r)
+      if (std::fabs(at(r, c) - level) > kBorderTolerance) return false;
+    return true;
+  };
+  auto row_mean = [&](int r) {
+    float s = 0;
+    for (int c = 0; c < gw; ++c) s += at(r, c);
+    return s / gw;
+  };
+  const int max_rows = static_cast<int>(gh * kMaxTrim), max_cols = static_cast<int>(gw * kMaxTrim);
+  int top = 0, bottom = gh;  // kept rows [top, bottom)
+  const float top_level = row_mean(0), bottom_level = row_mean(gh - 1);
+  while (top < max_rows && uniform_row(top, 0, gw, top_level)) ++top;
+  while (gh - bottom < max_rows && uniform_row(bottom - 1, 0, gw, bottom_level)) --bottom;
+  int left = 0, right = gw;
+  auto col_mean = [&](int c) {
+    float s = 0;
+    for (int r = top; r < bottom; ++r) s += at(r, c);
+    return s / (bottom - top);
+  };
+  const float left_level = col_mean(0), right_level = col_mean(gw - 1);
+  while (left < max_cols && uniform_col(left, top, bottom, left_level)) ++left;
+  while (gw - right < max_cols && uniform_col(right - 1, top, bottom, right_level)) --right;
+
+  std::array<float, kCropThumbPixels> out{};
+  resample(g.data(), gw, gh, float(left), float(top), float(right - left), float(bottom - top), kSide, kSide, out.data());
+  for (int i = 0; i < kCropThumbPixels; ++i) thumb[i] = static_cast<std::uint8_t>(std::clamp(std::lround(out[i]), 0L, 255L));
+  return thumb;
+}
+
+namespace {
+
+// Grey levels are matched as 16-bit integers scaled by kQuant (products summed in 32 bits:
+// 32 x 32 x 1020 x 1020 < 2^31), which the compiler turns into multiply-add vector
+// instructions; the rounding (1/8 grey level) is far below JPEG noise.
+constexpr float kQuant = 4.0f;
+constexpr int kStride = kSide + 8;  // outer rows padded, so a window row can be read 8 at a time
+
+// A w x w inner thumbnail, zero mean, rows padded with zeros to a multiple of 8.
+struct Inner {
+  int w = 0, w8 = 0;
+  float norm = 0;  // of the quantised values
+  double sum = 0;  // of the quantised values (zero but for rounding)
+  std::array<std::int16_t, kSide * kSide> v{};
+};
+
+template <int W8>
+std::int32_t window_dot(const std::int16_t* inner, const std::int16_t* outer, int rows) {
+  std::int32_t acc = 0;
+  for (int i = 0; i < rows; ++i) {
+    const std::int16_t* a = inner + i * W8;
+    const std::int16_t* b = outer + i * kStride;
+    for (int j = 0; j < W8; ++j) acc += std::int32_t(a[j]) * b[j];
+  }
+  return acc;
+}
+
+// One direction: an inner thumbnail slid over `outer`. Positions are in half pixels: the
+// outer thumbnail is also kept shifted by half a pixel along x, y and both (mean of
+// neighbours), so a crop whose edge falls between two thumbnail cells still aligns.
+struct Matcher {
+  const CropMatchOptions& options;
+  float enough;
+  using Integral = std::array<std::int64_t, (kSide + 1) * (kSide + 1)>;
+  std::array<std::array<std::int16_t, kSide * kStride>, 4> shifted{};  // [dy * 2 + dx]
+  std::array<Integral, 4> sum{}, sum2{};
+
+  void set_outer(const float* o) {
+    for (int v = 0; v < 4; ++v) {
+      const int dx = v & 1, dy = v >> 1;
+      auto& t = shifted[v];
+      t.fill(0);
+      for (int y = 0; y < kSide; ++y)
+        for (int x = 0; x < kSide; ++x) {
+          const int x1 = std::min(x + dx, kSide - 1), y1 = std::min(y + dy, kSide - 1);
+          const float g = 0.25f * (o[y * kSide + x] + o[y * kSide + x1] + o[y1 * kSide + x] + o[y1 * kSide + x1]);
+          t[y * kStride + x] = static_cast<std::int16_t>(g * kQuant + 0.5f);  // g >= 0
+        }
+      for (int y = 0; y < kSide; ++y) {
+        std::int64_t row = 0, row2 = 0;
+        for (int x = 0; x < kSide; ++x) {
+          const std::int64_t g = t[y * kStride + x];
+          row += g;
+          row2 += g * g;
+          sum[v][(y + 1) * (kSide + 1) + x + 1] = sum[v][y * (kSide + 1) + x + 1] + row;
+          sum2[v][(y + 1) * (kSide + 1) + x + 1] = sum2[v][y * (kSide + 1) + x + 1] + row2;
+        }
+      }
+    }
+  }
+  static std::int64_t box(const Integral& s, int x, int y, int w) {
+    constexpr int W = kSide + 1;
+    return s[(y + w) * W + x + w] - s[y * W + x + w] - s[(y + w) * W + x] + s[y * W + x];
+  }
+  // NCC of the zero-mean inner thumbnail against the window at (x2, y2) half pixels.
+  float ncc(const Inner& in, int x2, int y2) const {
+    const int v = (y2 & 1) * 2 + (x2 & 1), x = x2 >> 1, y = y2 >> 1, w = in.w;
+    const double n = double(w) * w;
+    const double s = double(box(sum[v], x, y, w)), s2 = double(box(sum2[v], x, y, w));
+    const double var = s2 - s * s / n;
+    if (var < n * (kMinDeviation * kQuant) * (kMinDeviation * kQuant)) return -1.0f;
+    const std::int16_t* outer = shifted[v].data() + y * kStride + x;
+    std::int32_t cross = 0;
+    switch (in.w8) {
+      case 8: cross = window_dot<8>(in.v.data(), outer, w); break;
+      case 16: cross = window_dot<16>(in.v.data(), outer, w); break;
+      case 24: cross = window_dot<24>(in.v.data(), outer, w); break;
+      default: cross = window_dot<32>(in.v.data(), outer, w); break;
+    }
+    return static_cast<float>((cross - in.sum * s / n) / (in.norm * std::sqrt(var)));
+  }
+  // Best over a grid of whole-pixel positions (half-pixel units in *bx, *by).
+  float grid_best(const Inner& in, int* bx, int* by) const {
+    const int range = kSide - in.w;  // whole-pixel positions 0..range on each axis
+    const int p = std::min(options.positions, range + 1);
+    float best = -2;
+    for (int gy = 0; gy < p; ++gy)
+      for (int gx = 0; gx < p; ++gx) {
+        const int x = p > 1 ? (gx * range + (p - 1) / 2) / (p - 1) : range / 2;
+        const int y = p > 1 ? (gy * range + (p - 1) / 2) / (p - 1) : range / 2;
+        const float v = ncc(in, 2 * x, 2 * y);
+        if (v > best) best = v, *bx = 2 * x, *by = 2 * y;
+      }
+    return best;
+  }
+  // A hill climb from (bx, by) with value `best`, in whole and then half pixels.
+  float climb(const Inner& in, float best, int bx, int by) const {
+    const int range = kSide - in.w;
+    const bool all_tried = range + 1 <= options.positions;
+    for (int step = 2; step >= (options.half_pixels ? 1 : 2); --step) {
+      if (step == 2 && all_tried) continue;
+      for (int moves = 0; moves < 2 * kSide && best < enough; ++moves) {
+        float step_best = best;
+        int sx = bx, sy = by;
+        for (int dy = -step; dy <= step; dy += step)
+          for (int dx = -step; dx <= step; dx += step) {
+            const int x = bx + dx, y = by + dy;
+            if ((dx == 0 && dy == 0) || x < 0 || y < 0 || x > 2 * range || y > 2 * range) continue;
+            const float v = ncc(in, x, y);
+            if (v > step_best) step_best = v, sx = x, sy = y;
+          }
+        if (sx == bx && sy == by) break;
+        best = step_best, bx = sx, by = sy;
+      }
+    }
+    return best;
+  }
+};
+
+std::array<float, kCropThumbPixels> to_float(const std::uint8_t* t, float& deviation) {
+  std::array<float, kCropThumbPixels> f{}, g{};
+  double s = 0, s2 = 0;
+  for (int i = 0; i < kCropThumbPixels; ++i) {
+    f[i] = t[i];
+    s += t[i];
+    s2 += double(t[i]) * t[i];
+  }
+  {  // [1 2 1] / 4 each way, edges repeated: less aliasing when one side is shrunk (crops
+     // of detailed photos, buildings: NCC 0.86-0.95 -> 0.94-0.99)
+    for (int y = 0; y < kSide; ++y)
+      for (int x = 0; x < kSide; ++x)
+        g[y * kSide + x] = 0.25f * (f[y * kSide + std::max(x - 1, 0)] + 2 * f[y * kSide + x] + f[y * kSide + std::min(x + 1, kSide - 1)]);
+    for (int y = 0; y < kSide; ++y)
+      for (int x = 0; x < kSide; ++x)
+        f[y * kSide + x] = 0.25f * (g[std::max(y - 1, 0) * kSide + x] + 2 * g[y * kSide + x] + g[std::min(y + 1, kSide - 1) * kSide + x]);
+  }
+  const double mean = s / kCropThumbPixels;
+  deviation = static_cast<float>(std::sqrt(std::max(0.0, s2 / kCropThumbPixels - mean * mean)));
+  return f;
+}
+
+// A square w x w array turned by a quarter turn counter-clockwise.
+void quarter_turn(const float* in, int w, float* out) {
+  for (int y = 0; y < w; ++y)
+    for (int x = 0; x < w; ++x) out[(w - 1 - x) * w + y] = in[y * w + x];
+}
+
+// The inner thumbnail `small` shrunk to w x w, turned `turn` quarters, zero mean, quantised.
+// False when it is flat at that size.
+bool prepare_inner(const float* small, int w, int turn, Inner& inner) {
+  std::array<float, kCropThumbPixels> resized, turned;
+  shrink(small, w, resized.data());
+  const int n = w * w;
+  float mean = 0;
+  for (int i = 0; i < n; ++i) mean += resized[i];
+  mean /= n;
+  for (int i = 0; i < n; ++i) resized[i] -= mean;
+  const float* use = resized.data();
+  for (int t = 0; t < turn; ++t) {
+    quarter_turn(use, w, t % 2 ? resized.data() : turned.data());
+    use = t % 2 ? resized.data() : turned.data();
+  }
+  inner.w = w;
+  inner.w8 = (w + 7) / 8 * 8;
+  inner.v.fill(0);
+  double norm = 0;
+  std::int32_t sum = 0;
+  for (int y = 0; y < w; ++y)
+    for (int x = 0; x < w; ++x) {
+      // Rounded to nearest through a positive offset (a plain conversion truncates).
+      const auto q = static_cast<std::int16_t>(static_cast<int>(use[y * w + x] * kQuant + 8192.5f) - 8192);
+      inner.v[y * inner.w8 + x] = q;
+      sum += q;
+    }
+  std::int64_t sum2 = 0;
+  for (int i = 0; i < w * inner.w8; ++i) sum2 += std::int32_t(inner.v[i]) * inner.v[i];
+  norm = double(sum2) - double(sum) * sum / (double(w) * w);  // of the values less their mean
+  inner.sum = sum;
+  inner.norm = static_cast<float>(std::sqrt(norm));
+  return inner.norm >= kMinDeviation * kQuant * w;
+}
+
+}  // namespace
+
+CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, const CropMatchOptions& options,
+                                float enough) {
+  CropMatch best;
+  float dev_a = 0, dev_b = 0;
+  const auto fa = to_float(a, dev_a), fb = to_float(b, dev_b);
+  if (dev_a < kMinDeviation || dev_b < kMinDeviation) return best;
+  const int scales = std::max(1, options.scales);
+  const int turns = options.rotations ? 4 : 1;
+  // Coarse to fine: every size, direction and turn on a grid of positions; the best few
+  // of those are then refined by a hill climb.
+  std::array<Matcher, 2> matchers{Matcher{options, enough, {}, {}, {}}, Matcher{options, enough, {}, {}, {}}};
+  matchers[0].set_outer(fa.data());  // b inside a
+  matchers[1].set_outer(fb.data());  // a inside b
+  struct Start {
+    float value;
+    int direction, w, turn, x, y;
+  };
+  std::vector<Start> starts;
+  Inner inner;
+  auto consider = [&](const Start& st) {
+    if (st.value > best.ncc) {
+      best.ncc = st.value;
+      best.scale = float(st.w) / kSide;
+      best.a_inside_b = st.direction == 1;
+      best.rotation = st.turn;
+    }
+  };
+  for (int direction = 0; direction < 2; ++direction) {
+    const float* small = direction == 0 ? fb.data() : fa.data();
+    int previous_w = 0;
+    for (int si = 0; si < scales; ++si) {
+      const float s = scales == 1 ? 1.0f : 1.0f - si * (1.0f - options.min_scale) / (scales - 1);
+      const int w = std::clamp(static_cast<int>(std::lround(s * kSide)), kSide / 2, kSide);
+      if (w == previous_w) continue;  // two scales, one window size
+      previous_w = w;
+      for (int turn = 0; turn < turns; ++turn) {
+        if (!prepare_inner(small, w, turn, inner)) break;  // flat at this size
+        Start st{-2, direction, w, turn, 0, 0};
+        st.value = matchers[direction].grid_best(inner, &st.x, &st.y);
+        consider(st);
+        if (best.ncc >= enough) return best;
+        starts.push_back(st);
+      }
+    }
+  }
+  const std::size_t refine = std::min<std::size_t>(starts.size(), static_cast<std::size_t>(std::max(1, options.refine)));
+  std::partial_sort(starts.begin(), starts.begin() + refine, starts.end(),
+                    [](const Start& x, const Start& y) { return x.value > y.value; });
+  for (std::size_t k = 0; k < refine; ++k) {
+    Start st = starts[k];
+    prepare_inner(st.direction == 0 ? fb.data() : fa.data(), st.w, st.turn, inner);
+    st.value = matchers[st.direction].climb(inner, st.value, st.x, st.y);
+    consider(st);
+    if (best.ncc >= enough) break;
+  }
+  return best;
+}
+
+}  // namespace imgsearch
