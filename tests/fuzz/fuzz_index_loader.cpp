@@ -39,7 +39,7 @@ void load(const std::uint8_t* data, std::size_t size) {
       model_query[0] += 0.25f;
       try {
         imgsearch::refined_search(index, model_query.data(), 5, 16, false, {3, 2.0f});
-        index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1, {}}}, model_query.data(), 1);
+        index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1, {}, {}}}, model_query.data(), 1);
         index.search(query.data(), 5, 16);
         index.remove_if([](const imgsearch::IndexEntry& e) { return e.size == 1; }, 1);
         // A removal that leaves a tombstone (or compacts a small graph), then a search
