@@ -9,6 +9,7 @@
 #include <imgsearch/image.h>
 #include <imgsearch/index.h>
 #include <imgsearch/index_io.h>
+#include <imgsearch/learn.h>
 #include <imgsearch/refinement.h>
 
 #include <catch2/catch.hpp>
@@ -270,4 +271,34 @@ TEST_CASE("a colour projection survives save and load and ranks by colour", "[co
     }
     expect(c, "needs feature 'colour_projection_v9'");
   }
+}
+
+TEST_CASE("learn --colour fits on the colour histograms and refuses images without one", "[colour][learn]") {
+  std::vector<float> v;
+  ImageIndex index = coloured_index(40, v);
+  Labels labels(40);
+  for (std::size_t i = 0; i < 40; ++i) labels[i] = i % 2 ? "odd" : "even";  // told apart by colour alone
+  LearnOptions options;
+  options.colour = true;
+  options.threads = 1;
+  const LearnReport r = learn_projection(index, labels, options);
+  CHECK(r.in_dim == kDim + kColourBins);
+  CHECK(r.colour_bins == kColourBins);
+  CHECK(r.out_dim == 1);
+  CHECK(index.projection().uses_colour());
+  CHECK(index.projection().colour_weight == 0.5f);
+  for (const SearchHit& h : refined_search(index, index.model_vector(1), index.colour(1), 10, 0, true, {}))
+    CHECK(h.id % 2 == 1);
+
+  ImageIndex missing = coloured_index(40, v);
+  missing.remove_if([](const IndexEntry& e) { return e.size == 7; }, 1);
+  std::vector<IndexEntry> plain(1);
+  plain[0].path = "/img/plain.jpg";
+  plain[0].size = 7;
+  missing.add(plain, v.data() + 7 * kDim, 1);  // no histogram, as from `index --from-features`
+  CHECK_THROWS_WITH(learn_projection(missing, labels, options),
+                    Catch::Matchers::Contains("1 of the 40 images to fit on have no colour histogram"));
+  options.colour = false;
+  CHECK_NOTHROW(learn_projection(missing, labels, options));
+  CHECK_FALSE(missing.projection().uses_colour());
 }
