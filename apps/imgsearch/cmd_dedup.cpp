@@ -83,10 +83,11 @@ int run_queries(const DedupArgs& args, const ImageIndex& index, const std::strin
       DuplicateSignals signals;
       const Image image = searcher.decode_file_with_signals(query, signals);
       const std::vector<float> vector = searcher.embed(image);
+      const std::vector<float> colour = searcher.colour_of(image);
       std::vector<std::uint32_t> candidates;
       SearchOptions so;
       so.k = std::max(1, args.neighbours);
-      for (const SearchHit& hit : searcher.search(vector.data(), so)) candidates.push_back(hit.id);
+      for (const SearchHit& hit : searcher.search(vector.data(), colour.data(), so)) candidates.push_back(hit.id);
       if (thresholds.hash_distance >= 0) {
         const int orientations = thresholds.orientations ? kOrientations : 1;
         for (int o = 0; o < orientations; ++o)

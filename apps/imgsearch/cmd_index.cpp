@@ -1,6 +1,7 @@
 // imgsearch index PATH... [-i INDEX] [-m MODEL] [--rebuild] [--from-features FILE]
 #include "cli_common.h"
 
+#include <imgsearch/colour_histogram.h>
 #include <imgsearch/duplicate_signals.h>
 #include <imgsearch/error.h>
 #include <imgsearch/features_file.h>
@@ -298,6 +299,7 @@ int run_index(const IndexArgs& args) {
     failures = run_extraction(*model, files, args.model, args.batch_size, [&](const ExtractResult& r) {
       std::copy(r.vector, r.vector + dim, vectors.begin() + static_cast<std::ptrdiff_t>(r.input_index * dim));
       if (r.signals) todo[r.input_index].signals = *r.signals;
+      if (r.colour) todo[r.input_index].colour = *r.colour;
       ok[r.input_index] = 1;
     });
     // Compact in place: the vectors are the big thing, never hold them twice.
@@ -338,6 +340,33 @@ int run_index(const IndexArgs& args) {
       progress.finish();
     }
   }
+  // The same for colour histograms (colour_histogram.h): a decode of each file, no model.
+  std::size_t colour_filled = 0;
+  if (!interrupted()) {
+    std::vector<std::size_t> missing;
+    for (std::size_t id = 0; id < index->size(); ++id)
+      if (!index->colour(id)) missing.push_back(id);
+    if (!missing.empty()) {
+      std::vector<std::string> files;
+      for (const std::size_t id : missing) files.push_back(index->entry(id).path);
+      DecodeOptions decode = args.model.decode();
+      decode.min_shorter_side = 2 * model->info().preprocess.resize;  // the pixels extraction sees
+      Progress progress("colour histograms", files.size());
+      compute_colour_histograms(files, decode, args.model.threads, &interrupted(),
+                                [&](std::size_t i, const std::vector<float>& h, const std::string& error) {
+                                  progress.tick();
+                                  if (!error.empty()) {
+                                    warn(error + " (no colour histogram for it)");
+                                    return;
+                                  }
+                                  index->set_colour(missing[i], h);
+                                  ++colour_filled;
+                                });
+      progress.finish();
+      // A colour projection maps the filled-in entries differently now: re-apply it.
+      if (colour_filled && index->projection().uses_colour()) index->set_projection(index->projection(), args.model.threads);
+    }
+  }
   std::size_t updated_ok = 0;
   for (const IndexEntry& e : added_entries) updated_ok += stale.count(e.path);
   add_with_progress(*index, added_entries, added_vectors.data(), args.model.threads);
@@ -357,6 +386,7 @@ int run_index(const IndexArgs& args) {
                updated_ok, removed, unchanged);
   if (skipped) std::fprintf(args.summary, ", failed %zu", skipped);
   if (signals_filled) std::fprintf(args.summary, ", duplicate signals added to %zu", signals_filled);
+  if (colour_filled) std::fprintf(args.summary, ", colour histograms added to %zu", colour_filled);
   std::fprintf(args.summary, "\n");
   std::fflush(args.summary);
   if (interrupted()) {

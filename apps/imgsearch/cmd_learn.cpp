@@ -1,8 +1,10 @@
 // imgsearch learn -i INDEX --labels CSV --id-column COL --label-column COL[+COL...]
-//                 [--dim N] [--shrinkage S] [--holdout F --seed S] | learn -i INDEX --reset
+//                 [--dim N] [--shrinkage S] [--holdout F --seed S] [--colour auto|on|off
+//                 --colour-weight W] | learn -i INDEX --reset
 // Fits a projection on the labelled images (LDA) and stores it with the index: docs/eval.md.
 #include "cli_common.h"
 
+#include <imgsearch/colour_histogram.h>
 #include <imgsearch/error.h>
 #include <imgsearch/evaluation.h>
 #include <imgsearch/file_scan.h>
@@ -13,6 +15,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <iostream>
@@ -31,6 +35,8 @@ struct LearnArgs {
   double shrinkage = LearnOptions{}.shrinkage;
   double holdout = 0;
   std::uint64_t seed = 1;
+  std::string colour = "auto";
+  double colour_weight = LearnOptions{}.colour_weight;
   bool reset = false;
   bool json = false;
   double wait_lock = 0;
@@ -43,6 +49,14 @@ std::vector<std::string> split_columns(const std::string& text) {
   std::istringstream in(text);
   while (std::getline(in, part, '+')) out.push_back(part);
   return out;
+}
+
+// --colour auto: on when a label column is about colour (its name says colour or color);
+// the histogram then improves the fit (docs/eval.md), and it only adds noise otherwise.
+bool colour_column(const std::string& name) {
+  std::string lower;
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower.find("colour") != std::string::npos || lower.find("color") != std::string::npos;
 }
 
 std::string megabytes(std::uint64_t bytes) { return fmt::format("{:.1f} MB", bytes / 1e6); }
@@ -78,6 +92,9 @@ int run_learn(const LearnArgs& args) {
   options.holdout = args.holdout;
   options.seed = args.seed;
   options.threads = args.threads;
+  options.colour = args.colour == "on" ||
+                   (args.colour == "auto" && std::any_of(columns.begin(), columns.end(), colour_column));
+  options.colour_weight = args.colour_weight;
   nlohmann::json description = {{"method", "lda"},
                                 {"labels", absolute_path(args.labels_csv)},
                                 {"id_column", args.id_column},
@@ -85,6 +102,10 @@ int run_learn(const LearnArgs& args) {
                                 {"shrinkage", args.shrinkage},
                                 {"holdout", args.holdout},
                                 {"seed", args.seed}};
+  if (options.colour) {
+    description["colour_bins"] = kColourBins;
+    description["colour_weight"] = args.colour_weight;
+  }
   options.description = description.dump();
   const auto start = std::chrono::steady_clock::now();
   const LearnReport r = learn_projection(index, labels, options);
@@ -97,6 +118,7 @@ int run_learn(const LearnArgs& args) {
     description["fitted"] = r.fitted;
     description["label_count"] = r.labels;
     description["in_dim"] = r.in_dim;
+    description["colour"] = options.colour;
     description["out_dim"] = r.out_dim;
     description["fit_seconds"] = r.fit_seconds;
     description["apply_seconds"] = r.apply_seconds;
@@ -108,6 +130,9 @@ int run_learn(const LearnArgs& args) {
   }
   std::printf("learned an LDA projection %d -> %d dimensions from %zu images with %zu labels (%s), shrinkage %g\n",
               r.in_dim, r.out_dim, r.fitted, r.labels, args.label_column.c_str(), args.shrinkage);
+  if (options.colour)
+    std::printf("input: the model's %d-d vector and the image's %d-bin colour histogram (weight %g)\n",
+                r.in_dim - r.colour_bins, r.colour_bins, args.colour_weight);
   std::printf("images: %zu in the index, %zu labelled, %zu held out (--holdout %g --seed %llu), %zu fitted on\n",
               r.images, r.labelled, r.held_out, args.holdout, static_cast<unsigned long long>(args.seed), r.fitted);
   std::printf("every stored vector and every query is projected from now on; new images too\n");
@@ -133,6 +158,13 @@ void setup_learn(CLI::App& app, Runner& runner) {
   app.add_option("--holdout", args->holdout, "keep this seeded fraction of the labelled images out of the fit")
       ->check(CLI::Range(0.0, 0.99));
   app.add_option("--seed", args->seed, "seed for --holdout (default 1)");
+  app.add_option("--colour", args->colour,
+                 "also fit on each image's colour histogram: auto (default: when a label column's name says "
+                 "colour or color), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_option("--colour-weight", args->colour_weight,
+                 "weight of the colour histogram against the unit-length CNN vector (default 0.5)")
+      ->check(CLI::Range(0.001, 100.0));
   app.add_flag("--reset", args->reset, "remove the learned projection");
   app.add_flag("--json", args->json, "print one JSON object");
   app.add_option("--wait-lock", args->wait_lock, "wait up to this many seconds for another writer (default 0)")

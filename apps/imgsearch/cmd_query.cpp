@@ -87,16 +87,18 @@ int run_query(QueryArgs args) {
   std::size_t failures = 0, answered = 0;
   std::vector<QueryResults> page_queries;
   auto answer = [&](const std::string& query) {
-    std::vector<float> vec;
+    std::vector<float> vec, colour;
     try {
-      vec = searcher.embed_file(query);
+      const Image image = searcher.decode_file(query);
+      vec = searcher.embed(image);
+      colour = searcher.colour_of(image);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::Model || e.kind() == ErrorKind::Mismatch) throw;  // every query would fail
       report_problem(e.what());
       ++failures;
       return;
     }
-    const auto hits = searcher.search(vec.data(), search_options);
+    const auto hits = searcher.search(vec.data(), colour.data(), search_options);
     print_results(args, index, query, hits);
     if (!args.html.empty()) {
       QueryResults page_query{absolute_path(query), {}};

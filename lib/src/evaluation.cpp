@@ -246,7 +246,7 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
     // As `query` would search this image: its model vector, projected, then expanded.
     const float* v = index.model_vector(rec.id);
     const auto start = std::chrono::steady_clock::now();
-    std::vector<SearchHit> hits = refined_search(index, v, depth + 1, ef_base, false, qe, rec.id);
+    std::vector<SearchHit> hits = refined_search(index, v, index.colour(rec.id), depth + 1, ef_base, false, qe, rec.id);
     rec.latency_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (ns) {
       for (std::size_t r = 0; r < std::min<std::size_t>(4, hits.size()); ++r) rec.ns_hnsw += lab[hits[r].id] == lab[rec.id];
@@ -282,7 +282,7 @@ EvalReport evaluate(const ImageIndex& index, const Labels& labels, const EvalOpt
     if (options.progress) options.progress(nq + first, total_work);
     const std::size_t b = std::min(block, nq - first);
     for (std::size_t j = 0; j < b; ++j) {
-      const std::vector<float> q = to_search_space(index, index.model_vector(records[first + j].id));
+      const std::vector<float> q = to_search_space(index, index.model_vector(records[first + j].id), index.colour(records[first + j].id));
       std::memcpy(qmat.data() + j * dim, q.data(), sizeof(float) * dim);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(b), static_cast<int>(n), dim, 1.0f,

@@ -1,5 +1,6 @@
 #include "imgsearch/extractor.h"
 
+#include "imgsearch/colour_histogram.h"
 #include "imgsearch/error.h"
 #include "imgsearch/preprocess.h"
 
@@ -18,6 +19,7 @@ struct Item {
   std::size_t index = 0;
   std::vector<float> tensor;  // empty when decoding failed
   DuplicateSignals signals;
+  std::vector<float> colour;
   std::string error;
 };
 
@@ -108,6 +110,7 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
           const Image image = decode_with_signals(paths[i], decode, item.signals);
           item.tensor.resize(tensor_floats);
           preprocess(image, config, item.tensor.data());
+          item.colour = colour_histogram(image);
         } catch (const std::exception& e) {
           item.tensor.clear();
           item.error = e.what();
@@ -136,6 +139,7 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
       r.ok = true;
       r.vector = output.data() + b * dim;
       r.signals = &batch[b].signals;
+      r.colour = &batch[b].colour;
       on_result(r);
       ++succeeded;
     }

@@ -1,4 +1,5 @@
 #include "imgsearch/index.h"
+#include "imgsearch/colour_histogram.h"
 #include "parallel_for.h"
 
 #include "imgsearch/error.h"
@@ -185,9 +186,27 @@ std::size_t ImageIndex::signals_count() const {
       std::count_if(entries_.begin(), entries_.end(), [](const IndexEntry& e) { return e.signals.present; }));
 }
 
+void ImageIndex::set_colour(std::size_t id, std::vector<float> colour) {
+  IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  IMGSEARCH_CHECK(colour.size() == static_cast<std::size_t>(kColourBins), ErrorKind::InvalidArgument,
+                  "index: a colour histogram has {} bins, not {}", kColourBins, colour.size());
+  for (float v : colour)
+    IMGSEARCH_CHECK(std::isfinite(v) && v >= 0 && v <= 1, ErrorKind::InvalidArgument, "index: bad colour histogram");
+  entries_[id].colour = std::move(colour);
+}
+
+std::size_t ImageIndex::colour_count() const {
+  return static_cast<std::size_t>(
+      std::count_if(entries_.begin(), entries_.end(), [](const IndexEntry& e) { return !e.colour.empty(); }));
+}
+
 void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
                      const LinkProgress& progress) {
   if (entries.empty()) return;
+  for (const IndexEntry& e : entries)
+    IMGSEARCH_CHECK(e.colour.empty() || e.colour.size() == static_cast<std::size_t>(kColourBins),
+                    ErrorKind::InvalidArgument, "{}: a colour histogram has {} bins, not {}", e.path, kColourBins,
+                    e.colour.size());
   if (transformed()) return add_transformed(entries, vectors, threads, progress);
   add_search_vectors(entries, vectors, threads, progress);
 }

@@ -24,6 +24,11 @@ std::string index_info_json(const ImageIndex& index, const std::string& path, st
                                                    {"fitted", nlohmann::json::parse(p.description.empty() ? "{}" : p.description,
                                                                                     nullptr, false)}}
                                   : nlohmann::json(nullptr);
+  if (p.uses_colour()) {
+    out["projection"]["colour_bins"] = p.colour_bins;
+    out["projection"]["colour_weight"] = p.colour_weight;
+  }
+  out["colour_histograms"] = index.colour_count();  // entries with one (COLRHIST)
   const Augmentation& a = index.augmentation();
   out["augmentation"] = a.enabled() ? nlohmann::json{{"k", a.k}, {"alpha", a.alpha}} : nlohmann::json(nullptr);
   const QueryExpansion& q = index.query_expansion();

@@ -1,6 +1,7 @@
 #include "imgsearch/index_io.h"
 
 #include "binary_file.h"
+#include "imgsearch/colour_histogram.h"
 #include "imgsearch/error.h"
 #include "index_graph.h"
 #include "meta_section.h"
@@ -32,8 +33,9 @@ const std::set<std::string>& known_features() {
   // would misread the graph.
   // vector_codes: the graph searches compact codes (META "vectors"); a reader that ignored
   // it would load the graph over float32 rows it was not built on.
+  // colour_projection: the projection also takes each image's colour histogram (COLRHIST).
   static const std::set<std::string> features{"projection", "augmentation", "query_expansion", "tombstones",
-                                              "vector_codes"};
+                                              "vector_codes", "colour_projection"};
   return features;
 }
 constexpr std::uint32_t kNoNeighbour = 0xFFFFFFFFu;
@@ -50,6 +52,7 @@ void save_index(const ImageIndex& index, const std::string& path) {
   const bool projected = index.projection().enabled(), augmented = index.augmentation().enabled();
   const bool expanded = index.query_expansion().enabled();
   if (projected) required.push_back("projection");
+  if (projected && index.projection().uses_colour()) required.push_back("colour_projection");
   if (augmented) required.push_back("augmentation");
   if (expanded) required.push_back("query_expansion");
   const bool with_tombstones = index.tombstones() > 0;
@@ -60,7 +63,9 @@ void save_index(const ImageIndex& index, const std::string& path) {
   const bool with_signals = index.signals_count() > 0;
   const bool with_thumbs = std::any_of(index.entries().begin(), index.entries().end(),
                                        [](const IndexEntry& e) { return !e.signals.thumbnail.empty(); });
-  const unsigned sections = 4 + (with_signals ? 1 : 0) + (with_thumbs ? 1 : 0) + (transformed ? 1 : 0) + (projected ? 1 : 0) + (augmented ? 1 : 0) +
+  const bool with_colour = index.colour_count() > 0;
+  const unsigned sections = 4 + (with_signals ? 1 : 0) + (with_thumbs ? 1 : 0) + (with_colour ? 1 : 0) + (transformed ? 1 : 0) +
+                            (projected ? 1 : 0) + (augmented ? 1 : 0) +
                             (expanded ? 1 : 0) + (with_tombstones ? 1 : 0);
   detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, sections);
 
@@ -133,6 +138,10 @@ void save_index(const ImageIndex& index, const std::string& path) {
     out.write_u32(static_cast<std::uint32_t>(p.in_dim));
     out.write_u32(static_cast<std::uint32_t>(p.out_dim));
     out.write_string(p.description);
+    if (p.uses_colour()) {  // only with "colour_projection" required
+      out.write_u32(static_cast<std::uint32_t>(p.colour_bins));
+      write_float(out, p.colour_weight);
+    }
     out.write(p.mean.data(), sizeof(float) * p.mean.size());
     out.write(p.matrix.data(), sizeof(float) * p.matrix.size());
     out.end_section();
@@ -156,6 +165,18 @@ void save_index(const ImageIndex& index, const std::string& path) {
   if (with_tombstones) {
     out.begin_section("TOMBSTNS");
     detail::write_tombstones(index, out);
+    out.end_section();
+  }
+  // Colour histograms: u32 bins, then per entry a flag byte (0 = none) and, when 1, its
+  // bins as floats. Information unless a colour projection requires it.
+  if (with_colour) {
+    out.begin_section("COLRHIST");
+    out.write_u32(static_cast<std::uint32_t>(kColourBins));
+    for (const IndexEntry& e : index.entries()) {
+      const std::uint8_t flag = e.colour.empty() ? 0 : 1;
+      out.write(&flag, 1);
+      if (flag) out.write(e.colour.data(), sizeof(float) * e.colour.size());
+    }
     out.end_section();
   }
   out.commit();
@@ -254,14 +275,24 @@ ImageIndex load_index(const std::string& path) {
   if (in.has_section("PROJECT")) {
     detail::ByteReader r(in, "PROJECT");
     const std::uint32_t in_dim = r.u32(), out_dim = r.u32();
-    if (in_dim != static_cast<std::uint32_t>(dim) || out_dim < 1 || out_dim > in_dim)
+    projection.description = r.string(kMaxDescriptionBytes);
+    if (required.count("colour_projection")) {
+      const std::uint32_t bins = r.u32();
+      projection.colour_weight = read_float(r);
+      if (bins != static_cast<std::uint32_t>(kColourBins))
+        r.fail("projection takes " + std::to_string(bins) + " colour bins, not " + std::to_string(kColourBins));
+      if (!std::isfinite(projection.colour_weight) || projection.colour_weight <= 0 || projection.colour_weight > 100)
+        r.fail("bad colour weight");
+      projection.colour_bins = kColourBins;
+    }
+    const std::uint32_t inputs = in_dim + static_cast<std::uint32_t>(projection.colour_bins);
+    if (in_dim != static_cast<std::uint32_t>(dim) || out_dim < 1 || out_dim > inputs)
       r.fail("projection " + std::to_string(in_dim) + " -> " + std::to_string(out_dim) + " does not fit " +
              std::to_string(dim) + "-d vectors");
     projection.in_dim = static_cast<int>(in_dim);
     projection.out_dim = static_cast<int>(out_dim);
-    projection.description = r.string(kMaxDescriptionBytes);
-    read_floats(r, in_dim, projection.mean, "projection mean");
-    read_floats(r, std::size_t(in_dim) * out_dim, projection.matrix, "projection matrix");
+    read_floats(r, inputs, projection.mean, "projection mean");
+    read_floats(r, std::size_t(inputs) * out_dim, projection.matrix, "projection matrix");
     r.expect_end();
   }
   Augmentation augmentation;
@@ -286,6 +317,8 @@ ImageIndex load_index(const std::string& path) {
     read_expansion(r, expansion.k, expansion.alpha);
     r.expect_end();
   }
+  if (required.count("colour_projection") && !projection.enabled())
+    in.fail("META requires colour_projection but there is no PROJECT section");
   const bool transformed = projection.enabled() || augmentation.enabled();
   const int search_dim = projection.enabled() ? projection.out_dim : dim;
   const std::uint8_t* search_vecs = vecs;
@@ -385,6 +418,21 @@ ImageIndex load_index(const std::string& path) {
       } else if (std::any_of(pixels, pixels + kCropThumbPixels, [](std::uint8_t v) { return v != 0; })) {
         in.fail("DUPTHUMB entry " + std::to_string(i) + " is inconsistent");
       }
+    }
+    r.expect_end();
+  }
+  if (in.has_section("COLRHIST")) {
+    detail::ByteReader r(in, "COLRHIST");
+    if (r.u32() != static_cast<std::uint32_t>(kColourBins)) r.fail("not " + std::to_string(kColourBins) + " bins");
+    for (std::uint64_t i = 0; i < count; ++i) {
+      std::uint8_t flag;
+      std::memcpy(&flag, r.bytes(1), 1);
+      if (flag > 1) r.fail("entry " + std::to_string(i) + " has bad flag " + std::to_string(flag));
+      if (!flag) continue;
+      std::vector<float>& c = index.entries_[i].colour;
+      read_floats(r, kColourBins, c, "colour histogram");
+      for (float v : c)
+        if (v < 0 || v > 1) r.fail("entry " + std::to_string(i) + " has a bin outside 0..1");
     }
     r.expect_end();
   }

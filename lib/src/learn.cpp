@@ -1,6 +1,7 @@
 // LDA with shrinkage on LibTorch's linear algebra (double precision, CPU).
 #include "imgsearch/learn.h"
 
+#include "imgsearch/colour_histogram.h"
 #include "imgsearch/error.h"
 
 #include <torch/torch.h>
@@ -21,17 +22,23 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 LearnReport learn_projection(ImageIndex& index, const Labels& labels, const LearnOptions& options) {
   const std::size_t n = index.size();
-  const int dim_in = index.model_dim();
+  const int model_dim = index.model_dim();
+  const int colour_bins = options.colour ? kColourBins : 0;
+  const int dim_in = model_dim + colour_bins;
   IMGSEARCH_CHECK(labels.size() == n, ErrorKind::InvalidArgument, "learn: {} labels for {} images", labels.size(), n);
   IMGSEARCH_CHECK(options.dim >= 1, ErrorKind::InvalidArgument, "learn: --dim must be at least 1, not {}", options.dim);
   IMGSEARCH_CHECK(options.shrinkage >= 0 && options.shrinkage <= 1, ErrorKind::InvalidArgument,
                   "learn: shrinkage must be in 0..1, not {}", options.shrinkage);
   IMGSEARCH_CHECK(options.holdout >= 0 && options.holdout < 1, ErrorKind::InvalidArgument,
                   "learn: --holdout must be in [0, 1), not {}", options.holdout);
+  IMGSEARCH_CHECK(!options.colour || (std::isfinite(options.colour_weight) && options.colour_weight > 0 &&
+                                      options.colour_weight <= 100),
+                  ErrorKind::InvalidArgument, "learn: the colour weight must be in (0, 100], not {}", options.colour_weight);
   const auto start = std::chrono::steady_clock::now();
   LearnReport report;
   report.images = n;
   report.in_dim = dim_in;
+  report.colour_bins = colour_bins;
   report.vector_bytes_before = static_cast<std::uint64_t>(n) * index.dim() * sizeof(float);
 
   // The fitting set: labelled, not held out; labels with a single image there carry no
@@ -57,6 +64,14 @@ LearnReport learn_projection(ImageIndex& index, const Labels& labels, const Lear
     fit.push_back(i);
     cls.push_back(it->second);
   }
+  if (options.colour) {
+    std::size_t without = 0;
+    for (std::uint32_t i : fit) without += index.colour(i) == nullptr;
+    IMGSEARCH_CHECK(without == 0, ErrorKind::InvalidArgument,
+                    "learn: {} of the {} images to fit on have no colour histogram (indexed before imgsearch made "
+                    "them); run `imgsearch index` on the same folders once to add them, or learn without colour",
+                    without, fit.size());
+  }
   const std::size_t classes = class_of.size();
   report.fitted = fit.size();
   report.labels = classes;
@@ -64,7 +79,7 @@ LearnReport learn_projection(ImageIndex& index, const Labels& labels, const Lear
                   "learn: needs at least two labels with two images each to fit on; found {} ({} labelled images, {} "
                   "held out)",
                   classes, report.labelled, report.held_out);
-  const int out_dim = std::min<int>(options.dim, static_cast<int>(classes) - 1);
+  const int out_dim = std::min<int>({options.dim, static_cast<int>(classes) - 1, dim_in});
   const int threads =
       options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int saved_threads = torch::get_num_threads();
@@ -80,8 +95,14 @@ LearnReport learn_projection(ImageIndex& index, const Labels& labels, const Lear
   torch::Tensor x = torch::empty({m, dim_in}, torch::TensorOptions().dtype(torch::kFloat32));
   {
     float* dst = x.data_ptr<float>();
-    for (std::int64_t r = 0; r < m; ++r)
-      std::memcpy(dst + r * dim_in, index.model_vector(fit[static_cast<std::size_t>(r)]), sizeof(float) * dim_in);
+    Projection colour_only;  // for colour_input: the weight and bins the projection will have
+    colour_only.colour_bins = colour_bins;
+    colour_only.colour_weight = static_cast<float>(options.colour_weight);
+    for (std::int64_t r = 0; r < m; ++r) {
+      const std::uint32_t id = fit[static_cast<std::size_t>(r)];
+      std::memcpy(dst + r * dim_in, index.model_vector(id), sizeof(float) * model_dim);
+      if (colour_bins) colour_input(colour_only, index.colour(id), dst + r * dim_in + model_dim);
+    }
   }
   x = x.to(torch::kFloat64);
   const torch::Tensor y = torch::from_blob(cls.data(), {m}, torch::TensorOptions().dtype(torch::kInt64)).clone();
@@ -112,7 +133,9 @@ LearnReport learn_projection(ImageIndex& index, const Labels& labels, const Lear
                   "learn: the fit did not converge (non-finite projection)");
 
   Projection projection;
-  projection.in_dim = dim_in;
+  projection.in_dim = model_dim;
+  projection.colour_bins = colour_bins;
+  projection.colour_weight = options.colour ? static_cast<float>(options.colour_weight) : 0.0f;
   projection.out_dim = out_dim;
   const torch::Tensor mean32 = mean.to(torch::kFloat32).contiguous();
   const torch::Tensor w32 = w.to(torch::kFloat32).contiguous();

@@ -2,6 +2,7 @@
 // and the ImageIndex members that keep them correct under add and remove.
 #include "imgsearch/refinement.h"
 
+#include "imgsearch/colour_histogram.h"
 #include "imgsearch/error.h"
 #include "imgsearch/index.h"
 
@@ -34,14 +35,20 @@ float dot(const float* a, const float* b, int dim) {
   return s;
 }
 
-// rows (n x in_dim) -> out (n x out_dim): W (x - mean), each row normalised.
-void project_rows(const Projection& p, const float* rows, std::size_t n, float* out) {
+// rows (n x in_dim), with colours (n x colour_bins) for a colour projection -> out
+// (n x out_dim): W (x - mean), each row normalised.
+void project_rows(const Projection& p, const float* rows, const float* colours, std::size_t n, float* out) {
   if (n == 0) return;
-  std::vector<float> centred(rows, rows + n * p.in_dim);
-  for (std::size_t i = 0; i < n; ++i)
-    for (int d = 0; d < p.in_dim; ++d) centred[i * p.in_dim + d] -= p.mean[d];
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), p.out_dim, p.in_dim, 1.0f, centred.data(),
-              p.in_dim, p.matrix.data(), p.in_dim, 0.0f, out, p.out_dim);
+  const int in = p.input_dim();
+  std::vector<float> centred(n * static_cast<std::size_t>(in));
+  for (std::size_t i = 0; i < n; ++i) {
+    float* c = centred.data() + i * in;
+    std::memcpy(c, rows + i * p.in_dim, sizeof(float) * p.in_dim);
+    if (p.uses_colour()) colour_input(p, colours + i * p.colour_bins, c + p.in_dim);
+    for (int d = 0; d < in; ++d) c[d] -= p.mean[d];
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), p.out_dim, in, 1.0f, centred.data(), in,
+              p.matrix.data(), in, 0.0f, out, p.out_dim);
   for (std::size_t i = 0; i < n; ++i) {
     // A vector the projection maps to zero has no direction: keep a fixed unit vector so
     // that it stays searchable (and finite) rather than failing the whole index.
@@ -50,6 +57,22 @@ void project_rows(const Projection& p, const float* rows, std::size_t n, float* 
       out[i * p.out_dim] = 1;
     }
   }
+}
+
+// The colour histograms of `entries` (n x kColourBins) for a colour projection; an entry
+// without one (indexed before histograms existed, until `index` fills it in) gets zeros.
+std::vector<float> colour_rows(const Projection& p, const IndexEntry* const* entries, std::size_t n) {
+  if (!p.uses_colour()) return {};
+  std::vector<float> out(n * static_cast<std::size_t>(p.colour_bins), 0.0f);
+  for (std::size_t i = 0; i < n; ++i)
+    if (entries[i]->colour.size() == static_cast<std::size_t>(p.colour_bins))
+      std::memcpy(out.data() + i * p.colour_bins, entries[i]->colour.data(), sizeof(float) * p.colour_bins);
+  return out;
+}
+std::vector<float> colour_rows(const Projection& p, const std::vector<IndexEntry>& entries) {
+  std::vector<const IndexEntry*> ptrs;
+  for (const IndexEntry& e : entries) ptrs.push_back(&e);
+  return colour_rows(p, ptrs.data(), ptrs.size());
 }
 
 // The k nearest other rows of `base` (n x dim) for each of `rows`, by exact inner
@@ -124,19 +147,25 @@ void expand_query(const ImageIndex& index, const float* query, const std::vector
   if (!normalise(out, dim)) std::memcpy(out, query, sizeof(float) * dim);
 }
 
-std::vector<float> to_search_space(const ImageIndex& index, const float* model_vector) {
+void colour_input(const Projection& p, const float* histogram, float* out) {
+  for (int b = 0; b < p.colour_bins; ++b) out[b] = p.colour_weight * std::sqrt(std::max(histogram[b], 0.0f));
+}
+
+std::vector<float> to_search_space(const ImageIndex& index, const float* model_vector, const float* colour) {
   const int model_dim = index.model_dim();
   std::vector<float> v(model_vector, model_vector + model_dim);
   IMGSEARCH_CHECK(normalise(v.data(), model_dim), ErrorKind::InvalidArgument, "query: zero or non-finite vector");
   if (!index.projection().enabled()) return v;
+  IMGSEARCH_CHECK(colour || !index.projection().uses_colour(), ErrorKind::InvalidArgument,
+                  "query: the index's learned projection takes the image's colour histogram, and none was given");
   std::vector<float> out(static_cast<std::size_t>(index.projection().out_dim));
-  project_rows(index.projection(), v.data(), 1, out.data());
+  project_rows(index.projection(), v.data(), colour, 1, out.data());
   return out;
 }
 
-std::vector<SearchHit> refined_search(const ImageIndex& index, const float* model_vector, int k, int ef, bool exact,
-                                      const QueryExpansion& qe, std::uint32_t not_expanded_from) {
-  const std::vector<float> query = to_search_space(index, model_vector);
+std::vector<SearchHit> refined_search(const ImageIndex& index, const float* model_vector, const float* colour, int k,
+                                      int ef, bool exact, const QueryExpansion& qe, std::uint32_t not_expanded_from) {
+  const std::vector<float> query = to_search_space(index, model_vector, colour);
   auto run = [&](const float* q, int kk) { return exact ? index.search_exact(q, kk) : index.search(q, kk, ef); };
   if (!qe.enabled()) return run(query.data(), k);
   const int extra = not_expanded_from == kNoEntry ? 0 : 1;
@@ -173,7 +202,7 @@ std::vector<float> ImageIndex::base_vectors() const {
   }
   if (!projection_.enabled()) return own.empty() ? std::vector<float>(model, model + n * model_dim_) : own;
   std::vector<float> out(n * static_cast<std::size_t>(projection_.out_dim));
-  project_rows(projection_, model, n, out.data());
+  project_rows(projection_, model, colour_rows(projection_, entries_).data(), n, out.data());
   return out;
 }
 
@@ -217,9 +246,14 @@ void ImageIndex::set_projection(Projection projection, int threads) {
   if (projection.enabled()) {
     IMGSEARCH_CHECK(projection.in_dim == model_dim_, ErrorKind::Mismatch,
                     "projection: takes {}-d vectors, the index holds {}-d", projection.in_dim, model_dim_);
-    IMGSEARCH_CHECK(projection.out_dim >= 1 && projection.out_dim <= projection.in_dim &&
-                        projection.mean.size() == static_cast<std::size_t>(projection.in_dim) &&
-                        projection.matrix.size() == static_cast<std::size_t>(projection.in_dim) * projection.out_dim,
+    IMGSEARCH_CHECK(projection.colour_bins == 0 || projection.colour_bins == kColourBins, ErrorKind::InvalidArgument,
+                    "projection: {} colour bins (this imgsearch makes {})", projection.colour_bins, kColourBins);
+    IMGSEARCH_CHECK(!projection.uses_colour() || (std::isfinite(projection.colour_weight) && projection.colour_weight > 0),
+                    ErrorKind::InvalidArgument, "projection: bad colour weight");
+    const auto input = static_cast<std::size_t>(projection.input_dim());
+    IMGSEARCH_CHECK(projection.out_dim >= 1 && projection.out_dim <= projection.input_dim() &&
+                        projection.mean.size() == input &&
+                        projection.matrix.size() == input * static_cast<std::size_t>(projection.out_dim),
                     ErrorKind::InvalidArgument, "projection: inconsistent sizes");
     for (float v : projection.mean) IMGSEARCH_CHECK(std::isfinite(v), ErrorKind::InvalidArgument, "projection: non-finite mean");
     for (float v : projection.matrix) IMGSEARCH_CHECK(std::isfinite(v), ErrorKind::InvalidArgument, "projection: non-finite matrix");
@@ -256,7 +290,8 @@ void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const f
                     "{}: zero or non-finite vector", entries[i].path);
   std::vector<float> base = base_vectors();  // the n existing, then the m new
   base.resize((n + m) * static_cast<std::size_t>(dim));
-  if (projection_.enabled()) project_rows(projection_, model_rows.data(), m, base.data() + n * dim);
+  if (projection_.enabled())
+    project_rows(projection_, model_rows.data(), colour_rows(projection_, entries).data(), m, base.data() + n * dim);
   else std::memcpy(base.data() + n * dim, model_rows.data(), sizeof(float) * m * dim);
 
   if (!augmentation_.enabled()) {
@@ -346,7 +381,12 @@ ImageIndex::SearchVectorChanges ImageIndex::remove_transformed(const std::vector
   if (!changes.ids.empty()) {
     // The kept entries' base vectors, from the compacted model vectors.
     std::vector<float> base(keep.size() * static_cast<std::size_t>(dim));
-    if (projection_.enabled()) project_rows(projection_, model_vectors_.data(), keep.size(), base.data());
+    if (projection_.enabled()) {
+      std::vector<const IndexEntry*> kept;
+      for (std::uint32_t id : keep) kept.push_back(&entries_[id]);
+      project_rows(projection_, model_vectors_.data(), colour_rows(projection_, kept.data(), kept.size()).data(),
+                   keep.size(), base.data());
+    }
     else std::memcpy(base.data(), model_vectors_.data(), sizeof(float) * base.size());
     const std::vector<std::uint32_t> fresh = nearest_neighbours(base.data(), keep.size(), dim, k, changes.ids);
     changes.vectors.resize(changes.ids.size() * static_cast<std::size_t>(dim));

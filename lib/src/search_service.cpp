@@ -1,5 +1,6 @@
 #include "imgsearch/search_service.h"
 
+#include "imgsearch/colour_histogram.h"
 #include "imgsearch/error.h"
 #include "imgsearch/http_request.h"
 #include "imgsearch/index_info.h"
@@ -450,12 +451,12 @@ SearchService::SearchService(ServeOptions options) : impl_(std::make_unique<Impl
     s.decode = searcher.decode_options();
     s.tensor_floats = searcher.tensor_size();
     // Probes a foreign model's output size now, on this thread, rather than in the first batch.
-    IMGSEARCH_CHECK(s.model->output_dim() == index->dim(), ErrorKind::Mismatch,
+    IMGSEARCH_CHECK(s.model->output_dim() == index->model_dim(), ErrorKind::Mismatch,
                     "{}: model {} gives {}-d vectors, the index holds {}-d", s.options.index_path,
-                    s.options.model_path, s.model->output_dim(), index->dim());
+                    s.options.model_path, s.model->output_dim(), index->model_dim());
   }
   s.served_model = index->model();
-  s.served_dim = index->dim();
+  s.served_dim = index->model_dim();
   s.current = index;
   Impl* self = impl_.get();
   s.batcher = std::make_unique<InferenceBatcher>(
@@ -465,7 +466,7 @@ SearchService::SearchService(ServeOptions options) : impl_(std::make_unique<Impl
         Searcher searcher(*index, *self->model, self->options.decode);
         return searcher.embed_preprocessed(tensors, n);
       },
-      s.tensor_floats, index->dim(), s.options.max_batch, s.options.batch_wait, s.options.max_queued_uploads);
+      s.tensor_floats, index->model_dim(), s.options.max_batch, s.options.batch_wait, s.options.max_queued_uploads);
 }
 
 SearchService::~SearchService() {
@@ -488,7 +489,7 @@ bool SearchService::reload_if_changed() {
   std::string error;
   try {
     auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path));
-    if (!same_embedding(index->model(), s.served_model) || index->dim() != s.served_dim)
+    if (!same_embedding(index->model(), s.served_model) || index->model_dim() != s.served_dim)
       throw_error(ErrorKind::Mismatch,
                   "{}: the new index was built with another model ({}, hash {}) than the one being served ({}, hash "
                   "{}); restart the server to serve it",
@@ -741,7 +742,7 @@ HttpResponse SearchService::Impl::search_upload(const HttpRequest&, const QueryP
   const auto index = snapshot();
   Searcher searcher(*index, *model, options.decode);
   batcher->start_preparing();
-  std::vector<float> tensor;
+  std::vector<float> tensor, colour;
   try {
     Image image;
     try {
@@ -753,12 +754,13 @@ HttpResponse SearchService::Impl::search_upload(const HttpRequest&, const QueryP
     }
     tensor.resize(tensor_floats);
     searcher.preprocess_into(image, tensor.data());
+    colour = searcher.colour_of(image);
   } catch (...) {
     batcher->finish_preparing();
     throw;
   }
   const std::vector<float> vector = batcher->embed(std::move(tensor));
-  const auto hits = searcher.search(vector.data(), search);
+  const auto hits = searcher.search(vector.data(), colour.data(), search);
   json out;
   out["query"] = {{"type", "upload"}, {"bytes", body.size()}};
   out["results"] = hits_json(hits, *index);
@@ -812,10 +814,18 @@ HttpResponse SearchService::Impl::search_refine(const QueryParams& params, std::
   if (!(norm > 1e-6)) fail(400, "the good and bad marks cancel out; mark different images");
   std::vector<float> query(static_cast<std::size_t>(dim));
   for (int d = 0; d < dim; ++d) query[d] = static_cast<float>(sum[d] / norm);
+  // The good images' mean colour histogram, for a colour projection (none without).
+  std::vector<float> colour(kColourBins, 0.0f);
+  bool all_coloured = true;
+  for (auto id : feedback.positive) {
+    const float* c = index->colour(id);
+    if (!c) all_coloured = false;
+    for (int b = 0; c && b < kColourBins; ++b) colour[b] += c[b] / static_cast<float>(feedback.positive.size());
+  }
   // Images marked bad are left out of the results.
   const int want = search.k;
   search.k = std::min(options.max_k + static_cast<int>(feedback.negative.size()), want + static_cast<int>(feedback.negative.size()));
-  auto hits = Searcher(*index, *model, options.decode).search(query.data(), search);
+  auto hits = Searcher(*index, *model, options.decode).search(query.data(), all_coloured ? colour.data() : nullptr, search);
   hits.erase(std::remove_if(hits.begin(), hits.end(),
                             [&](const SearchHit& h) {
                               return std::find(feedback.negative.begin(), feedback.negative.end(), h.id) !=

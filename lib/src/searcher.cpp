@@ -1,5 +1,6 @@
 #include "imgsearch/searcher.h"
 
+#include "imgsearch/colour_histogram.h"
 #include "imgsearch/error.h"
 #include "imgsearch/preprocess.h"
 
@@ -85,16 +86,18 @@ std::vector<float> Searcher::embed_preprocessed(const float* tensors, std::size_
   return out;
 }
 
-std::vector<SearchHit> Searcher::search(const float* vector, const SearchOptions& options) const {
+std::vector<float> Searcher::colour_of(const Image& image) { return colour_histogram(image); }
+
+std::vector<SearchHit> Searcher::search(const float* vector, const float* colour, const SearchOptions& options) const {
   IMGSEARCH_CHECK(options.k >= 1, ErrorKind::InvalidArgument, "k must be at least 1, got {}", options.k);
   const QueryExpansion expansion = options.expansion ? *options.expansion : index_.query_expansion();
-  return refined_search(index_, vector, options.k, options.ef, options.exact, expansion);
+  return refined_search(index_, vector, colour, options.k, options.ef, options.exact, expansion);
 }
 
 std::vector<SearchHit> Searcher::search_by_id(std::uint32_t id, const SearchOptions& options) const {
   IMGSEARCH_CHECK(id < index_.size(), ErrorKind::InvalidArgument, "no image with id {} (the index holds {})", id,
                   index_.size());
-  return search(index_.model_vector(id), options);
+  return search(index_.model_vector(id), index_.colour(id), options);
 }
 
 }  // namespace imgsearch

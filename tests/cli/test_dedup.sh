@@ -105,7 +105,7 @@ expect_status 0 "$IMGSEARCH" index --from-features set.feat -i old.index
 expect_status 0 "$IMGSEARCH" dedup -i old.index --format json
 expect_in "$WORK/err" "$count of $count images have no duplicate signals"
 expect_status 0 "$IMGSEARCH" index "$SET" -i old.index "${MOBILENET_ARGS[@]}"
-expect_in "$WORK/out" "^added 0, updated 0, removed 0, unchanged $count, duplicate signals added to $count$"
+expect_in "$WORK/out" "^added 0, updated 0, removed 0, unchanged $count, duplicate signals added to $count, colour histograms added to $count$"
 expect_status 0 "$IMGSEARCH" dedup -i old.index --format json
 expect_not_in "$WORK/err" "no duplicate signals"
 cmp -s "$WORK/out" groups.jsonl || fail "groups from the filled-in index differ from a fresh index's"

@@ -4,6 +4,7 @@
 // neighbours).
 #include "fuzz_memfile.h"
 
+#include <imgsearch/colour_histogram.h>
 #include <imgsearch/duplicates.h>
 #include <imgsearch/error.h>
 #include <imgsearch/index_io.h>
@@ -39,8 +40,10 @@ void load(const std::uint8_t* data, std::size_t size) {
       std::vector<float> model_query(index.model_vector(0), index.model_vector(0) + index.model_dim());
       model_query[0] += 0.25f;
       try {
-        imgsearch::refined_search(index, model_query.data(), 5, 16, false, {3, 2.0f});
-        index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1, {}}}, model_query.data(), 1);
+        // A colour histogram for a colour projection (COLRHIST, refinement.h).
+        const std::vector<float> colour(imgsearch::kColourBins, 1.0f / imgsearch::kColourBins);
+        imgsearch::refined_search(index, model_query.data(), colour.data(), 5, 16, false, {3, 2.0f});
+        index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1, {}, colour}}, model_query.data(), 1);
         index.search(query.data(), 5, 16);
         index.remove_if([](const imgsearch::IndexEntry& e) { return e.size == 1; }, 1);
         // A removal that leaves a tombstone (or compacts a small graph), then a search

@@ -2,6 +2,7 @@
 // valid files of a few entries with a multi-level graph, so that mutations start from
 // deep inside the format. Usage: make_seeds OUTPUT_DIR (writes index/ and features/).
 #include <imgsearch/features_file.h>
+#include <imgsearch/colour_histogram.h>
 #include <imgsearch/index.h>
 #include <imgsearch/index_io.h>
 
@@ -23,6 +24,8 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(out / "features");
   std::mt19937 rng(42);
   std::mt19937_64 signal_rng(7);  // its own stream: the vectors stay what they were
+  std::mt19937 colour_rng(11);     // and the colour histograms theirs
+  std::normal_distribution<float> colour_normal;  // (a distribution caches a value: its own too)
   std::normal_distribution<float> normal;
   ModelInfo model;
   model.name = "seed";
@@ -70,6 +73,12 @@ int main(int argc, char** argv) {
             }
         }
       }
+      // Colour histograms (COLRHIST) on most entries: a few bins, summing to 1.
+      if (i % 4 != 3) {
+        std::vector<float>& c = entries[i].colour;
+        c.assign(kColourBins, 0.0f);
+        for (int k = 0; k < 3; ++k) c[colour_rng() % kColourBins] += 1.0f / 3;
+      }
     }
     index.add(entries, f.vectors.data(), 1);
     save_index(index, (out / "index" / (name + ".index")).string());
@@ -98,6 +107,18 @@ int main(int argc, char** argv) {
       save_index(index, (out / "index" / (name + "-refined-tombstones.index")).string());
       index.set_vector_codes(VectorCodes::F16, 1);  // f16 codes of the projected, augmented vectors
       save_index(index, (out / "index" / (name + "-refined-f16.index")).string());
+      // A colour projection (PROJECT with colour fields, META requires colour_projection).
+      Projection c;
+      c.in_dim = dim;
+      c.colour_bins = kColourBins;
+      c.colour_weight = 0.5f;
+      c.out_dim = 3;
+      c.mean.assign(static_cast<std::size_t>(c.input_dim()), 0.01f);
+      for (int i = 0; i < c.out_dim * c.input_dim(); ++i) c.matrix.push_back(colour_normal(colour_rng));
+      c.description = "{\"method\":\"seed\"}";
+      index.set_augmentation({}, 1);
+      index.set_projection(c, 1);
+      save_index(index, (out / "index" / (name + "-colour.index")).string());
     }
   }
   return 0;

@@ -101,7 +101,7 @@ ImageIndex toy_index(const std::vector<std::array<float, 3>>& rows, const std::v
   std::vector<IndexEntry> entries;
   std::vector<float> v;
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    entries.push_back({paths[i], 0, 0, {}});
+    entries.push_back({paths[i], 0, 0, {}, {}});
     v.insert(v.end(), rows[i].begin(), rows[i].end());
   }
   index.add(entries, v.data(), 1);

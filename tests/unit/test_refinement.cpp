@@ -37,7 +37,7 @@ std::vector<float> clustered(std::size_t n, unsigned seed) {
 
 std::vector<IndexEntry> entries(std::size_t first, std::size_t n) {
   std::vector<IndexEntry> e(n);
-  for (std::size_t i = 0; i < n; ++i) e[i] = {"/img/" + std::to_string(first + i) + ".jpg", first + i, 1, {}};
+  for (std::size_t i = 0; i < n; ++i) e[i] = {"/img/" + std::to_string(first + i) + ".jpg", first + i, 1, {}, {}};
   return e;
 }
 
@@ -112,8 +112,8 @@ TEST_CASE("augmentation and projection under add and remove equal a full recompu
     CHECK(loaded.query_expansion().alpha == 1.0f);
     CHECK(loaded.projection().enabled() == project);
     CHECK(loaded.augmentation_neighbours() == incremental.augmentation_neighbours());
-    const auto a = refined_search(loaded, v.data() + 5 * kDim, 10, 0, true, loaded.query_expansion());
-    const auto b = refined_search(incremental, v.data() + 5 * kDim, 10, 0, true, incremental.query_expansion());
+    const auto a = refined_search(loaded, v.data() + 5 * kDim, nullptr, 10, 0, true, loaded.query_expansion());
+    const auto b = refined_search(incremental, v.data() + 5 * kDim, nullptr, 10, 0, true, incremental.query_expansion());
     REQUIRE(a.size() == b.size());
     for (std::size_t r = 0; r < a.size(); ++r) CHECK(a[r].id == b[r].id);
 
@@ -168,7 +168,7 @@ TEST_CASE("removals from a projected or augmented index leave tombstones, re-aug
     // HNSW (not brute force) gives k results and never a removed entry, from removed
     // images' own vectors too.
     for (std::size_t q = 0; q < 400; q += 10) {
-      const auto hits = refined_search(index, v.data() + q * kDim, 30, 0, false, {});
+      const auto hits = refined_search(index, v.data() + q * kDim, nullptr, 30, 0, false, {});
       REQUIRE(hits.size() == 30);
       for (const auto& h : hits) REQUIRE(!first_gone(index.entry(h.id)));
     }
@@ -191,7 +191,7 @@ TEST_CASE("removals from a projected or augmented index leave tombstones, re-aug
     CHECK(loaded.compactions() == 1);
     CHECK(loaded.tombstones() == 0);
     check_same_vectors(loaded, recomputed(then_gone));
-    const auto hits = refined_search(loaded, v.data() + 3 * kDim, 20, 0, false, {});
+    const auto hits = refined_search(loaded, v.data() + 3 * kDim, nullptr, 20, 0, false, {});
     REQUIRE(hits.size() == 20);
     for (const auto& h : hits) CHECK(!then_gone(loaded.entry(h.id)));
   }
@@ -222,8 +222,8 @@ TEST_CASE("query expansion moves the query towards its best hits", "[refinement]
   const std::vector<float> v = clustered(200, 9);
   ImageIndex index = empty_index();
   index.add(entries(0, 200), v.data(), 1);
-  const auto plain = refined_search(index, v.data(), 20, 0, true, {});
-  const auto expanded = refined_search(index, v.data(), 20, 0, true, {5, 3.0f});
+  const auto plain = refined_search(index, v.data(), nullptr, 20, 0, true, {});
+  const auto expanded = refined_search(index, v.data(), nullptr, 20, 0, true, {5, 3.0f});
   REQUIRE(plain.size() == 20);
   REQUIRE(expanded.size() == 20);
   CHECK(plain[0].id == 0);

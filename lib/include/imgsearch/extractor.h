@@ -30,6 +30,7 @@ struct ExtractResult {
   // Computed from the same bytes and decoded pixels as the vector (a few percent of the
   // decode); valid during the callback, present when ok.
   const DuplicateSignals* signals = nullptr;
+  const std::vector<float>* colour = nullptr;  // colour_histogram.h; the same validity
 };
 
 // Calls on_result once per input (on the calling thread, in completion order).

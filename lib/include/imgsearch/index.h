@@ -37,6 +37,9 @@ struct IndexEntry {
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
   DuplicateSignals signals;  // for `dedup`; absent in entries indexed before they existed
+  // colour_histogram.h: kColourBins floats (L1), or empty in entries indexed before it
+  // existed (`index` fills them in). A colour projection (refinement.h) takes it as input.
+  std::vector<float> colour;
 };
 
 struct SearchHit {
@@ -73,6 +76,15 @@ class ImageIndex {
   void set_signals(std::size_t id, const DuplicateSignals& signals) { entries_.at(id).signals = signals; }
   // How many entries carry duplicate signals.
   std::size_t signals_count() const;
+  // The entry's colour histogram (kColourBins floats), or nullptr when it has none.
+  const float* colour(std::size_t id) const {
+    const auto& c = entries_.at(id).colour;
+    return c.empty() ? nullptr : c.data();
+  }
+  // Sets a histogram (kColourBins floats, each in 0..1). With a colour projection the
+  // entry's search vector changes: callers then re-apply the projection (set_projection).
+  void set_colour(std::size_t id, std::vector<float> colour);
+  std::size_t colour_count() const;  // entries with a colour histogram
 
   // Progress of linking vectors into the graph: (linked so far, to link in all).
   using LinkProgress = std::function<void(std::size_t done, std::size_t total)>;

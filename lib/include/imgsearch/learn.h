@@ -15,6 +15,10 @@ struct LearnOptions {
   double shrinkage = 0.1;   // within-class scatter blended towards its mean variance: (1-s) Sw + s tr(Sw)/D I
   double holdout = 0;       // fraction of the labelled images kept out of the fit (is_held_out)
   std::uint64_t seed = 1;
+  // Fit on [model vector ; colour_weight * sqrt(colour histogram)] (refinement.h): a
+  // colour projection, for labels about colour. Needs every fitted image's histogram.
+  bool colour = false;
+  double colour_weight = 0.5;
   int threads = 0;          // 0 = all cores
   std::string description;  // recorded with the projection (labels used, ...); JSON object text or ""
 };
@@ -25,13 +29,14 @@ struct LearnReport {
   std::size_t held_out = 0;   // labelled, kept out of the fit
   std::size_t fitted = 0;     // images the projection was fitted on
   std::size_t labels = 0;     // distinct labels among them
-  int in_dim = 0, out_dim = 0;
+  int in_dim = 0, out_dim = 0;  // in_dim: the model's, plus colour_bins
+  int colour_bins = 0;
   double fit_seconds = 0, apply_seconds = 0;
   std::uint64_t vector_bytes_before = 0, vector_bytes_after = 0;  // the vectors searched (size() x dim x 4)
 };
 
-// Fits linear discriminant analysis on the model vectors of the labelled, not held-out
-// images and sets it as the index's projection (replacing any earlier one): the search
+// Fits linear discriminant analysis on the model vectors (with options.colour, and their
+// colour histograms) of the labelled, not held-out images and sets it as the index's projection (replacing any earlier one): the search
 // vectors become W (x - mean), normalised. Throws Error(InvalidArgument) when fewer than
 // two labels with two images each remain.
 LearnReport learn_projection(ImageIndex& index, const Labels& labels, const LearnOptions& options);

@@ -29,14 +29,24 @@ struct Augmentation {
   bool enabled() const { return k > 0; }
 };
 
-// A linear map fitted by `imgsearch learn`: y = W (x - mean), then L2-normalised.
+// A linear map fitted by `imgsearch learn`: y = W (x - mean), then L2-normalised. x is
+// the normalised model vector, followed, for a colour projection, by
+// colour_weight * sqrt(the image's colour histogram) (colour_histogram.h).
 struct Projection {
-  int in_dim = 0, out_dim = 0;  // out_dim 0 = none
-  std::vector<float> mean;      // in_dim
-  std::vector<float> matrix;    // out_dim x in_dim, row-major
+  int in_dim = 0, out_dim = 0;  // in_dim: the model's dimension; out_dim 0 = none
+  int colour_bins = 0;          // 0, or kColourBins: the colour histogram is part of x
+  float colour_weight = 0;      // its weight against the unit-length model vector
+  std::vector<float> mean;      // input_dim()
+  std::vector<float> matrix;    // out_dim x input_dim(), row-major
   std::string description;      // JSON object: how it was fitted (informative)
   bool enabled() const { return out_dim > 0; }
+  bool uses_colour() const { return colour_bins > 0; }
+  int input_dim() const { return in_dim + colour_bins; }
 };
+
+// The colour part of a projection's input: weight * sqrt(histogram) (sqrt: Hellinger, so
+// that small but telling bins count; docs/eval.md), colour_bins floats into `out`.
+void colour_input(const Projection& p, const float* histogram, float* out);
 
 // Limits every loader and setter enforces.
 constexpr int kMaxExpansionK = 1000;
@@ -53,15 +63,18 @@ void expand_query(const ImageIndex& index, const float* query, const std::vector
                   float* out);
 
 // A model vector (index.model_dim() floats, any norm) in the space the index searches:
-// normalised, projected when the index has a projection, normalised again.
-std::vector<float> to_search_space(const ImageIndex& index, const float* model_vector);
+// normalised, projected when the index has a projection, normalised again. `colour` is
+// the image's colour histogram (colour_histogram.h); a colour projection needs it
+// (Error(InvalidArgument) when null), other indexes ignore it.
+std::vector<float> to_search_space(const ImageIndex& index, const float* model_vector, const float* colour);
 
 // What `query` does with a model vector: to the search space, search (HNSW, or exact),
 // then `qe` (a second search from the expanded query). Best first. `not_expanded_from`
 // (an entry id, or kNoEntry) is never used to expand: `eval` passes the query image's own
 // entry, so that an indexed image is searched as if it were a new one.
 constexpr std::uint32_t kNoEntry = 0xFFFFFFFFu;
-std::vector<SearchHit> refined_search(const ImageIndex& index, const float* model_vector, int k, int ef, bool exact,
-                                      const QueryExpansion& qe, std::uint32_t not_expanded_from = kNoEntry);
+std::vector<SearchHit> refined_search(const ImageIndex& index, const float* model_vector, const float* colour, int k,
+                                      int ef, bool exact, const QueryExpansion& qe,
+                                      std::uint32_t not_expanded_from = kNoEntry);
 
 }  // namespace imgsearch

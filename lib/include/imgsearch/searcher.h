@@ -64,16 +64,24 @@ class Searcher {
   std::vector<float> embed_preprocessed(const float* tensors, std::size_t n);
   std::vector<float> embed_file(const std::string& path) { return embed(decode_file(path)); }
 
+  // The image's colour histogram (colour_histogram.h), as indexing stores it.
+  static std::vector<float> colour_of(const Image& image);
+
   // The ranked hits for a model embedding (best first), with the index's post-processing:
-  // projection, then query expansion (scores are against the expanded query).
-  std::vector<SearchHit> search(const float* vector, const SearchOptions& options) const;
+  // projection, then query expansion (scores are against the expanded query). `colour`
+  // is the query image's colour_of(); an index with a colour projection needs it
+  // (Error(InvalidArgument) when null), others ignore it.
+  std::vector<SearchHit> search(const float* vector, const float* colour, const SearchOptions& options) const;
   // The ranked hits for an indexed image (its model vector searched like a new image's),
   // itself included: rank 1 unless a duplicate ties or augmentation moved its stored vector.
   std::vector<SearchHit> search_by_id(std::uint32_t id, const SearchOptions& options) const;
 
+  // decode, embed, colour_of, search: what `query` does with an image file.
   std::vector<SearchHit> search_file(const std::string& path, const SearchOptions& options) {
-    const auto v = embed_file(path);
-    return search(v.data(), options);
+    const Image image = decode_file(path);
+    const auto v = embed(image);
+    const auto colour = colour_of(image);
+    return search(v.data(), colour.data(), options);
   }
 
  private:
