@@ -229,16 +229,20 @@ class Encoding : public CodeEncoding {
   }
   VectorCodes codes() const override { return codes_; }
   int dim() const override { return dim_; }
+  // Rounded up to 4 bytes: hnswlib stores each node's code just before its next link list,
+  // which it reads as u32s, so an odd dimension would misalign every link list after it.
   std::size_t code_size() const override {
     const std::size_t d = static_cast<std::size_t>(dim_);
     switch (codes_) {
       case VectorCodes::F32: return 4 * d;
-      case VectorCodes::F16: return 2 * d;
-      case VectorCodes::Int8: return d + 4;
+      case VectorCodes::F16: return (2 * d + 3) / 4 * 4;
+      case VectorCodes::Int8: return 4 + (d + 3) / 4 * 4;
     }
     return 0;
   }
   void encode(const float* v, std::uint8_t* code) const override {
+    const std::size_t used = codes_ == VectorCodes::F16 ? 2 * std::size_t(dim_) : 4 + std::size_t(dim_);
+    if (codes_ != VectorCodes::F32) std::memset(code + used, 0, code_size() - used);  // padding
     switch (codes_) {
       case VectorCodes::F32: std::memcpy(code, v, 4 * std::size_t(dim_)); return;
       case VectorCodes::F16:

@@ -99,6 +99,9 @@ TEST_CASE("vector codes: names parse and unknown ones are refused", "[vector_cod
   CHECK(make_vector_encoding(VectorCodes::F16, 1280)->code_size() == 2560);
   CHECK(make_vector_encoding(VectorCodes::Int8, 1280)->code_size() == 1284);
   CHECK(make_vector_encoding(VectorCodes::F32, 1280)->code_size() == 5120);
+  // Padded to 4 bytes, so hnswlib's link lists after each code stay aligned (odd dimensions).
+  CHECK(make_vector_encoding(VectorCodes::F16, 97)->code_size() == 196);
+  CHECK(make_vector_encoding(VectorCodes::Int8, 97)->code_size() == 104);
 }
 
 TEST_CASE("f16 and int8 encode within their error bounds", "[vector_codes]") {
