@@ -2,6 +2,7 @@
 
 #include "imgsearch/error.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -116,7 +117,9 @@ __attribute__((target("avx2,f16c,fma"))) float f16_dot_avx2(const std::uint16_t*
 // placeholders, GCC bug 105593), reported where the intrinsics are inlined: silenced here only.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC only; clang has no such group
+#endif
 __attribute__((target("avx512f"))) float f16_dot_avx512(const std::uint16_t* a, const std::uint16_t* b,
                                                        std::size_t n) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -173,9 +176,12 @@ __attribute__((target("avx512f,avx512bw"))) std::int32_t i8_dot_avx512(const std
 
 #pragma GCC diagnostic pop
 
-bool cpu_has_avx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
 }
+bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") && cpu_has_f16c() && __builtin_cpu_supports("fma"); }
 bool cpu_has_avx512() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"); }
 
 namespace {
