@@ -1,14 +1,11 @@
 #include "imgsearch/duplicate_signals.h"
 
 #include "imgsearch/error.h"
+#include "map_files.h"
 
 #include <xxhash.h>
 
 #include <algorithm>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 
 namespace imgsearch {
 
@@ -39,58 +36,9 @@ Image decode_with_signals(const std::string& path, const DecodeOptions& options,
 void compute_duplicate_signals(const std::vector<std::string>& paths, const DecodeOptions& options, int threads,
                                const std::atomic<bool>* cancel,
                                const std::function<void(std::size_t, const DuplicateSignals&, const std::string&)>& on_result) {
-  if (paths.empty()) return;
-  struct Done {
-    std::size_t index;
-    DuplicateSignals signals;
-    std::string error;
-  };
-  int workers = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  workers = static_cast<int>(std::min<std::size_t>(workers, paths.size()));
-  std::mutex mutex;
-  std::condition_variable ready;
-  std::deque<Done> done;
-  int running = workers;
-  std::atomic<std::size_t> next{0};
-  std::vector<std::thread> pool;
-  for (int w = 0; w < workers; ++w) {
-    pool.emplace_back([&] {
-      for (;;) {
-        const std::size_t i = next.fetch_add(1);
-        if (i >= paths.size() || (cancel && cancel->load())) break;
-        Done d{i, {}, {}};
-        try {
-          decode_with_signals(paths[i], options, d.signals);
-        } catch (const std::exception& e) {
-          d.error = e.what();
-        }
-        std::lock_guard<std::mutex> lock(mutex);
-        done.push_back(std::move(d));
-        ready.notify_one();
-      }
-      std::lock_guard<std::mutex> lock(mutex);
-      --running;
-      ready.notify_one();
-    });
-  }
-  std::exception_ptr fatal;
-  for (;;) {
-    std::unique_lock<std::mutex> lock(mutex);
-    ready.wait(lock, [&] { return !done.empty() || running == 0; });
-    if (done.empty()) break;
-    Done d = std::move(done.front());
-    done.pop_front();
-    lock.unlock();
-    if (fatal) continue;  // drain; the workers finish their current file
-    try {
-      on_result(d.index, d.signals, d.error);
-    } catch (...) {
-      fatal = std::current_exception();
-      next = paths.size();
-    }
-  }
-  for (auto& t : pool) t.join();
-  if (fatal) std::rethrow_exception(fatal);
+  detail::map_files<DuplicateSignals>(
+      paths, threads, cancel,
+      [&](const std::string& path, DuplicateSignals& signals) { decode_with_signals(path, options, signals); }, on_result);
 }
 
 }  // namespace imgsearch
