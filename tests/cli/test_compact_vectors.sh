@@ -30,8 +30,14 @@ expect_in "$WORK/out" "^vectors: f32 -> f16"
 [ "$(field f32.index vectors)" = f32 ] || fail "info --json: $(field f32.index vectors)"
 expect_status 0 "$IMGSEARCH" info -i int8.index
 expect_in "$WORK/out" "^vectors: +int8 codes in memory"
-# The code sizes show in the file: 30 x 1280 float32 rows in every file, codes never stored.
-[ "$(field int8.index file_size)" = "$(field f32.index file_size)" ] || fail "codes should not be stored"
+# Codes are never stored: every file holds the same 30 x 1280 float32 rows. The files may
+# still differ by a few link lists (GRAPH is variable-length, and int8 distances can prune a
+# neighbour that f32 keeps: at most 30 x 32 links x 4 bytes at level 0), never by the
+# 30 x 1284 bytes the int8 codes (or twice that, f16) would take.
+for codes in int8 f16; do
+  diff_bytes=$(( $(field $codes.index file_size) - $(field f32.index file_size) ))
+  [ "${diff_bytes#-}" -lt 8192 ] || fail "$codes codes should not be stored (file is $diff_bytes bytes larger than f32)"
+done
 
 # Same ranking, same (exact) scores as float32, for a member and an outsider.
 for q in photos/horses-703.jpg photos/buses-305.jpg beach.jpg; do
