@@ -27,6 +27,12 @@ DedupThresholds dedup_preset(const std::string& name) {
     t.weak_cosine = 0.85f;
     t.weak_hash_distance = 20;
     t.hash_min_cosine = 0.50f;
+    // A second generated set (docs/dedup.md) showed look-alike dinosaur renders 6-8 bits
+    // apart at cosine 0.55-0.74; true copies that far apart keep cosine >= 0.75.
+    if (name == "near") {
+      t.close_hash_distance = 7;
+      t.far_hash_min_cosine = 0.75f;
+    }
     t.cap_cosine = name == "near" ? 0.75f : 0.60f;
     t.cap_hash_distance = name == "near" ? 20 : 24;
     t.centre_score = 0.90f;
@@ -83,6 +89,10 @@ void apply_threshold_override(DedupThresholds& t, const std::string& spec) {
     t.weak_cosine = static_cast<float>(number());
   } else if (key == "phash-cnn") {
     t.hash_min_cosine = static_cast<float>(number());
+  } else if (key == "close-phash") {
+    t.close_hash_distance = distance();
+  } else if (key == "far-phash-cnn") {
+    t.far_hash_min_cosine = static_cast<float>(number());
   } else if (key == "centre") {
     t.centre_score = static_cast<float>(number());
   } else if (key == "cap-cnn") {
@@ -114,7 +124,7 @@ void apply_threshold_override(DedupThresholds& t, const std::string& spec) {
     t.cap_crop_ncc = static_cast<float>(number());
   } else {
     throw_error(ErrorKind::InvalidArgument,
-                "--threshold: unknown signal '{}' (use phash=N, cnn=X, weak-phash=N, weak-cnn=X, phash-cnn=X, cap-phash=N, cap-cnn=X, centre=X, "
+                "--threshold: unknown signal '{}' (use phash=N, cnn=X, weak-phash=N, weak-cnn=X, phash-cnn=X, close-phash=N, far-phash-cnn=X, cap-phash=N, cap-cnn=X, centre=X, "
                 "orientations=0|1, crowd-phash=N, crowd-phash-limit=N, crowd-cnn=X, crowd-cnn-limit=N, crowded-phash=N, crowded-cnn=X, crowd-fraction=X, "
                 "crop=X, crop-cnn=X or cap-crop=X)",
                 spec);
@@ -192,7 +202,8 @@ PairMatch decide(const DuplicateSignals& sa, std::uint64_t size_a, const Duplica
   if (t.content && both && size_a == size_b && sa.content_hash == sb.content_hash) {
     m.signal = MatchSignal::Content;
     m.score = 1.0f;
-  } else if (informative && hash_counts && m.hash_distance <= t.hash_distance && cosine >= t.hash_min_cosine) {
+  } else if (informative && hash_counts && m.hash_distance <= t.hash_distance && cosine >= t.hash_min_cosine &&
+             (m.hash_distance <= t.close_hash_distance || cosine >= t.far_hash_min_cosine)) {
     m.signal = MatchSignal::PerceptualHash;
     m.score = 1.0f - m.hash_distance / 64.0f;
   } else if (cnn_counts && cosine >= t.min_cosine) {

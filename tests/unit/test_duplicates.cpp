@@ -176,6 +176,52 @@ TEST_CASE("pairs: identical bytes, close hashes, turned hashes and close embeddi
   CHECK_THROWS_AS(dedup_preset("fuzzy"), Error);
 }
 
+TEST_CASE("pairs: a hash match farther than 7 bits needs cosine 0.75 at the near preset", "[dedup]") {
+  Toy toy;
+  for (int i = 0; i < 200; ++i) toy.add(random_hash(toy.rng), toy.random_vector());
+  const auto v = toy.random_vector();
+  const std::uint64_t h = random_hash(toy.rng);
+  // Noise 1.5 times the signal: cosine about 0.55, above phash-cnn 0.50, under 0.75.
+  auto weak = [&] {
+    std::normal_distribution<float> normal;
+    std::vector<float> out(v);
+    for (float& x : out) x += 1.5f * normal(toy.rng);
+    return out;
+  };
+  const auto a = toy.add(h, v);
+  const auto render = toy.add(flip_bits(h, 8, toy.rng), weak());  // a look-alike render
+  const auto grey = toy.add(flip_bits(h, 3, toy.rng), weak());    // a copy the CNN barely knows
+  const auto copy = toy.add(flip_bits(h, 9, toy.rng), toy.related(v));  // cosine about 0.82
+  const ImageIndex index = toy.build();
+
+  DedupOptions options;
+  options.thresholds = dedup_preset("near");
+  options.threads = 1;
+  auto find = [&](const std::vector<CandidatePair>& pairs, std::size_t x, std::size_t y) -> const PairMatch* {
+    for (const auto& p : pairs)
+      if ((p.a == x && p.b == y) || (p.a == y && p.b == x)) return &p.match;
+    return nullptr;
+  };
+  const auto pairs = find_duplicate_pairs(index, options);
+  CHECK(find(pairs, a, render) == nullptr);
+  REQUIRE(find(pairs, a, grey));
+  CHECK(match_signal_name(*find(pairs, a, grey)) == "phash");
+  REQUIRE(find(pairs, a, copy));
+  CHECK(find(pairs, a, copy)->cosine >= 0.75f);
+
+  // Without the rule (close-phash=64) the render matches by its hash, at a cosine between
+  // the two floors: the rule, not the cosine floor, is what kept it out.
+  apply_threshold_override(options.thresholds, "close-phash=64");
+  const auto loose = find_duplicate_pairs(index, options);
+  REQUIRE(find(loose, a, render));
+  CHECK(match_signal_name(*find(loose, a, render)) == "phash");
+  CHECK(find(loose, a, render)->cosine >= 0.5f);
+  CHECK(find(loose, a, render)->cosine < 0.75f);
+  CHECK_THROWS_AS(apply_threshold_override(options.thresholds, "close-phash=70"), Error);
+  apply_threshold_override(options.thresholds, "far-phash-cnn=0.4");
+  CHECK(options.thresholds.far_hash_min_cosine == Approx(0.4f));
+}
+
 TEST_CASE("grouping never chains matches beyond the cap; complete-link when the cap is off", "[dedup]") {
   Toy toy;
   std::mt19937_64& rng = toy.rng;

@@ -26,6 +26,11 @@ struct DedupThresholds {
   // A hash match also needs at least this cosine: photos of different products on one
   // plain background (catalogues) share their hashes; edited copies keep some similarity.
   float hash_min_cosine = -1.0f;
+  // ...and, for a hash farther than close_hash_distance, this cosine: look-alike renders
+  // on one background (Corel's dinosaurs) come within 6-10 bits of each other, the copies
+  // that the CNN barely recognises (grey, blurred, a quarter size) within a few.
+  int close_hash_distance = 64;
+  float far_hash_min_cosine = -1.0f;
   float min_cosine = 2.0f;      // embeddings at least this similar; > 1: off
   // Both signals half-agree: cosine >= weak_cosine and Hamming <= weak_hash_distance.
   float weak_cosine = 2.0f;
