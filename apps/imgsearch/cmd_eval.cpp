@@ -232,7 +232,10 @@ int run_eval(const EvalArgs& args) {
     status = update_index(args.inputs, index_path, args.model, args.batch_size, stderr);
     if (status != kExitOk && status != kExitPartial) return status;
   }
-  ImageIndex index = load_index(index_path);
+  IndexLoadOptions load_options = search_load_options();
+  load_options.duplicate_thumbnails = !args.duplicates.empty();  // the crop signal
+  load_options.model_vectors_in_memory = true;                      // every image is a query
+  ImageIndex index = load_index(index_path, load_options);
   if (!args.duplicates.empty()) return run_duplicate_eval(args, index, index_path, status);
   std::size_t held_back = 0;
   if (args.holdout > 0) {

@@ -196,8 +196,8 @@ void ImageIndex::set_colour(std::size_t id, std::vector<float> colour) {
 }
 
 std::size_t ImageIndex::colour_count() const {
-  return static_cast<std::size_t>(
-      std::count_if(entries_.begin(), entries_.end(), [](const IndexEntry& e) { return !e.colour.empty(); }));
+  return colours_left_in_file_ + static_cast<std::size_t>(std::count_if(
+                                     entries_.begin(), entries_.end(), [](const IndexEntry& e) { return !e.colour.empty(); }));
 }
 
 void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads,

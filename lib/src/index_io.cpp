@@ -11,8 +11,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <set>
+
+#include <sys/mman.h>
 
 namespace imgsearch {
 
@@ -45,6 +48,8 @@ void write_float(detail::BinaryFileWriter& out, float v) { out.write(&v, sizeof 
 }  // namespace
 
 void save_index(const ImageIndex& index, const std::string& path) {
+  IMGSEARCH_CHECK(!index.sections_left_out(), ErrorKind::InvalidArgument,
+                  "{}: not saved: this index was loaded without its optional sections (load it whole to write it)", path);
   const std::size_t n = index.size();
   const int dim = index.dim();
   // Features this index uses that change what its vectors or rankings mean.
@@ -238,7 +243,7 @@ ModelInfo load_index_model(const std::string& path) {
   return read_meta(in, path).model;
 }
 
-ImageIndex load_index(const std::string& path) {
+ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) {
   detail::BinaryFileReader in(path, kMagic, "index", kVersion);
   auto [required, count, dim, params, model, codes] = read_meta(in, path);
 
@@ -360,9 +365,19 @@ ImageIndex load_index(const std::string& path) {
   index.augmentation_ = augmentation;
   index.augmentation_neighbours_ = std::move(neighbours);
   index.query_expansion_ = expansion;
-  if (transformed) {
+  if (transformed && options.model_vectors_in_memory) {
     index.model_vectors_.resize(count * dim);
     std::memcpy(index.model_vectors_.data(), vecs, count * dim * sizeof(float));
+  } else if (transformed) {
+    // Sections start 64-byte aligned (a hostile file's need not: it is copied then); the
+    // rows are floats in place, their pages dropped once loaded (below).
+    if (reinterpret_cast<std::uintptr_t>(vecs) % alignof(float) == 0) {
+      index.model_file_ = in.mapping();
+      index.mapped_model_vectors_ = reinterpret_cast<const float*>(vecs);
+    } else {
+      index.model_vectors_.resize(count * dim);
+      std::memcpy(index.model_vectors_.data(), vecs, count * dim * sizeof(float));
+    }
   }
   {
     detail::ByteReader r(in, "ENTRIES");
@@ -403,7 +418,8 @@ ImageIndex load_index(const std::string& path) {
     }
     r.expect_end();
   }
-  if (in.has_section("DUPTHUMB")) {
+  if (in.has_section("DUPTHUMB") && !options.duplicate_thumbnails) index.sections_left_out_ = true;
+  if (in.has_section("DUPTHUMB") && options.duplicate_thumbnails) {
     detail::ByteReader r(in, "DUPTHUMB");
     constexpr std::size_t kRecord = 1 + kCropThumbPixels;
     if (r.remaining() != count * kRecord)
@@ -421,7 +437,23 @@ ImageIndex load_index(const std::string& path) {
     }
     r.expect_end();
   }
-  if (in.has_section("COLRHIST")) {
+  const bool colours_needed = options.colour_histograms || index.projection().uses_colour();
+  if (in.has_section("COLRHIST") && !colours_needed) {
+    // Only counted (info reports how many images have one), flags checked on the way.
+    index.sections_left_out_ = true;
+    detail::ByteReader r(in, "COLRHIST");
+    if (r.u32() != static_cast<std::uint32_t>(kColourBins)) r.fail("not " + std::to_string(kColourBins) + " bins");
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const std::uint8_t flag = *r.bytes(1);
+      if (flag > 1) r.fail("entry " + std::to_string(i) + " has bad flag " + std::to_string(flag));
+      if (flag) {
+        r.bytes(kColourBins * sizeof(float));
+        ++index.colours_left_in_file_;
+      }
+    }
+    r.expect_end();
+  }
+  if (in.has_section("COLRHIST") && colours_needed) {
     detail::ByteReader r(in, "COLRHIST");
     if (r.u32() != static_cast<std::uint32_t>(kColourBins)) r.fail("not " + std::to_string(kColourBins) + " bins");
     for (std::uint64_t i = 0; i < count; ++i) {
@@ -436,6 +468,9 @@ ImageIndex load_index(const std::string& path) {
     }
     r.expect_end();
   }
+  // The checksums read every page of the file; the model's vectors left in it are read
+  // again only for the images asked about.
+  if (index.mapped_model_vectors_) ::madvise(const_cast<std::uint8_t*>(index.model_file_->data), index.model_file_->size, MADV_DONTNEED);
   return index;
 }
 

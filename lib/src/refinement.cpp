@@ -182,7 +182,14 @@ std::vector<SearchHit> refined_search(const ImageIndex& index, const float* mode
 const float* ImageIndex::model_vector(std::size_t id) const {
   if (!transformed()) return vector(id);
   IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
-  return model_vectors_.data() + id * static_cast<std::size_t>(model_dim_);
+  return (mapped_model_vectors_ ? mapped_model_vectors_ : model_vectors_.data()) + id * static_cast<std::size_t>(model_dim_);
+}
+
+void ImageIndex::own_model_vectors() {
+  if (!mapped_model_vectors_) return;
+  model_vectors_.assign(mapped_model_vectors_, mapped_model_vectors_ + size() * static_cast<std::size_t>(model_dim_));
+  mapped_model_vectors_ = nullptr;
+  model_file_.reset();
 }
 
 void ImageIndex::set_query_expansion(QueryExpansion qe) {
@@ -193,7 +200,8 @@ void ImageIndex::set_query_expansion(QueryExpansion qe) {
 std::vector<float> ImageIndex::base_vectors() const {
   const std::size_t n = size();
   // model_vectors_ is filled exactly while post-processing is (or is being) set.
-  const float* model = model_vectors_.empty() && n > 0 ? nullptr : model_vectors_.data();
+  const float* model = mapped_model_vectors_ ? mapped_model_vectors_
+                       : model_vectors_.empty() && n > 0 ? nullptr : model_vectors_.data();
   std::vector<float> own;
   if (!model) {  // the search vectors are the model vectors
     own.resize(n * static_cast<std::size_t>(model_dim_));
@@ -219,6 +227,7 @@ std::vector<std::uint32_t> all_ids(std::size_t n) {
 void ImageIndex::set_augmentation(Augmentation augmentation, int threads) {
   check_expansion_settings(augmentation.k, augmentation.alpha, "augmentation");
   if (!augmentation.enabled() && !augmentation_.enabled()) return;
+  own_model_vectors();
   const std::size_t n = size();
   if (!transformed()) {  // from here on the model vectors are kept apart
     model_vectors_.resize(n * static_cast<std::size_t>(model_dim_));
@@ -260,6 +269,7 @@ void ImageIndex::set_projection(Projection projection, int threads) {
   } else {
     projection = Projection{};
   }
+  own_model_vectors();
   const std::size_t n = size();
   if (!transformed()) {
     model_vectors_.resize(n * static_cast<std::size_t>(model_dim_));
@@ -282,6 +292,7 @@ void ImageIndex::set_projection(Projection projection, int threads) {
 
 void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
                                  const LinkProgress& progress) {
+  own_model_vectors();
   const std::size_t n = size(), m = entries.size();
   const int dim = base_dim(projection_, model_dim_);
   std::vector<float> model_rows(vectors, vectors + m * static_cast<std::size_t>(model_dim_));
@@ -353,6 +364,7 @@ void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const f
 }
 
 ImageIndex::SearchVectorChanges ImageIndex::remove_transformed(const std::vector<std::uint32_t>& keep) {
+  own_model_vectors();
   const std::size_t n = size();
   std::vector<std::uint32_t> new_id(n, kNoNeighbour);
   for (std::size_t j = 0; j < keep.size(); ++j) new_id[keep[j]] = static_cast<std::uint32_t>(j);

@@ -165,6 +165,13 @@ TEST_CASE("a colour projection survives save and load and ranks by colour", "[co
     CHECK(c.section("COLRHIST").data.size() == 4 + 60 * (1 + kColourBins * 4));
     const ImageIndex loaded = load_index(path);
     for (std::size_t i = 0; i < 60; ++i) REQUIRE(loaded.entry(i).colour == index.entry(i).colour);
+    // A searcher leaves them out (no projection uses them), and may not save what it lacks.
+    const ImageIndex searched = load_index(path, search_load_options());
+    CHECK(searched.colour(0) == nullptr);
+    CHECK(searched.entry(7).colour.empty());
+    CHECK(searched.colour_count() == 60);  // as the file has them: `info` reports it
+    CHECK(searched.sections_left_out());
+    CHECK_THROWS_WITH(save_index(searched, dir.file("lossy.index")), Catch::Matchers::Contains("not saved"));
   }
 
   index.set_projection(colour_projection(), 1);
@@ -183,6 +190,9 @@ TEST_CASE("a colour projection survives save and load and ranks by colour", "[co
     CHECK(meta.at("requires") == nlohmann::json::array({"projection", "colour_projection"}));
   }
   const ImageIndex loaded = load_index(path);
+  // With a colour projection a searcher needs them: they are loaded whatever it asks.
+  CHECK(load_index(path, search_load_options()).colour_count() == 60);
+  CHECK_FALSE(load_index(path, search_load_options()).sections_left_out());
   CHECK(loaded.projection().colour_bins == kColourBins);
   CHECK(loaded.projection().colour_weight == 2.0f);
   CHECK(loaded.projection().matrix == index.projection().matrix);

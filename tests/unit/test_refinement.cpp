@@ -117,6 +117,23 @@ TEST_CASE("augmentation and projection under add and remove equal a full recompu
     REQUIRE(a.size() == b.size());
     for (std::size_t r = 0; r < a.size(); ++r) CHECK(a[r].id == b[r].id);
 
+    // A searcher's load leaves the model vectors in the file: read in place, the same;
+    // a change copies them in first and ends equal to the in-memory load's.
+    {
+      ImageIndex in_file = load_index(path, search_load_options());
+      check_same_vectors(in_file, loaded);
+      CHECK_FALSE(in_file.sections_left_out());  // nothing optional was in this file
+      ImageIndex in_memory = load_index(path);
+      in_file.add(entries(400, 10), v.data() + 40 * kDim, 1);
+      in_memory.add(entries(400, 10), v.data() + 40 * kDim, 1);
+      in_file.remove_if([](const IndexEntry& e) { return e.size % 5 == 0; }, 1);
+      in_memory.remove_if([](const IndexEntry& e) { return e.size % 5 == 0; }, 1);
+      check_same_vectors(in_file, in_memory);
+      const std::string resaved = dir.file("resaved.index");
+      save_index(load_index(path, search_load_options()), resaved);  // written from the mapping
+      check_same_vectors(load_index(resaved), loaded);
+    }
+
     // Undone: the model vectors are searched again, exactly.
     ImageIndex undone = load_index(path);
     undone.set_augmentation({}, 1);

@@ -177,6 +177,18 @@ TEST_CASE("DUPTHUMB: saved and loaded; old indexes without it load; a corrupt on
   const ImageIndex loaded = load_index(path);
   for (std::size_t i = 0; i < 6; ++i) CHECK(loaded.entry(i).signals.thumbnail == index.entry(i).signals.thumbnail);
   CHECK(loaded.entry(2).signals.thumbnail.empty());
+  CHECK_FALSE(loaded.sections_left_out());
+  // A searcher (query, serve, eval) leaves the thumbnails out, searches the same, and
+  // cannot save an index that would lose them.
+  const ImageIndex searched = load_index(path, search_load_options());
+  for (std::size_t i = 0; i < 6; ++i) CHECK(searched.entry(i).signals.thumbnail.empty());
+  CHECK(searched.entry(3).signals.content_hash == index.entry(3).signals.content_hash);
+  const auto whole_hits = loaded.search(loaded.vector(4), 6);
+  const auto searched_hits = searched.search(searched.vector(4), 6);
+  REQUIRE(whole_hits.size() == searched_hits.size());
+  for (std::size_t r = 0; r < whole_hits.size(); ++r) CHECK(whole_hits[r].id == searched_hits[r].id);
+  CHECK(searched.sections_left_out());
+  CHECK_THROWS_WITH(save_index(searched, dir.file("lossy.index")), Catch::Matchers::Contains("loaded without its optional sections"));
 
   auto rejected = [&](test::Container c, const std::string& what) {
     const std::string bad = dir.file("bad.index");

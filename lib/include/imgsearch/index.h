@@ -15,6 +15,7 @@
 namespace imgsearch {
 
 class ImageIndex;
+struct IndexLoadOptions;
 namespace detail {
 class BinaryFileWriter;
 class ByteReader;
@@ -84,7 +85,8 @@ class ImageIndex {
   // Sets a histogram (kColourBins floats, each in 0..1). With a colour projection the
   // entry's search vector changes: callers then re-apply the projection (set_projection).
   void set_colour(std::size_t id, std::vector<float> colour);
-  std::size_t colour_count() const;  // entries with a colour histogram
+  // Entries with a colour histogram (as the file has them when load_index left them out).
+  std::size_t colour_count() const;
 
   // Progress of linking vectors into the graph: (linked so far, to link in all).
   using LinkProgress = std::function<void(std::size_t done, std::size_t total)>;
@@ -125,6 +127,9 @@ class ImageIndex {
   // Each entry's augmentation neighbours, augmentation().k per entry (empty when off).
   const std::vector<std::uint32_t>& augmentation_neighbours() const { return augmentation_neighbours_; }
   const QueryExpansion& query_expansion() const { return query_expansion_; }
+  // Whether load_index left an optional section out (IndexLoadOptions): such an index
+  // searches like the whole one but save_index refuses it.
+  bool sections_left_out() const { return sections_left_out_; }
   void set_query_expansion(QueryExpansion qe);
   // Each recomputes every search vector from the model vectors and rebuilds the graph.
   void set_augmentation(Augmentation augmentation, int threads = 0);
@@ -142,9 +147,16 @@ class ImageIndex {
   Projection projection_;
   Augmentation augmentation_;
   QueryExpansion query_expansion_;
-  std::vector<float> model_vectors_;  // size() x model_dim_, kept while transformed()
+  std::vector<float> model_vectors_;  // size() x model_dim_, kept while transformed()...
+  // ...or, loaded with model_vectors_in_memory = false, read in place from the mapped file
+  // (own_model_vectors() copies them in before any change).
+  std::shared_ptr<const detail::MappedFile> model_file_;
+  const float* mapped_model_vectors_ = nullptr;
+  void own_model_vectors();
   std::vector<std::uint32_t> augmentation_neighbours_;
   std::size_t compactions_ = 0;
+  bool sections_left_out_ = false;  // loaded without an optional section: must not be saved
+  std::size_t colours_left_in_file_ = 0;
 
   bool transformed() const { return projection_.enabled() || augmentation_.enabled(); }
   // add() and remove_if() without post-processing: `vectors` are search vectors.
@@ -171,7 +183,7 @@ class ImageIndex {
   // neighbour (returned, for remove_if to write into the graph).
   SearchVectorChanges remove_transformed(const std::vector<std::uint32_t>& keep);
   std::vector<float> base_vectors() const;  // model vectors, projected: size() x the projected dimension
-  friend ImageIndex load_index(const std::string& path);
+  friend ImageIndex load_index(const std::string& path, const IndexLoadOptions& options);
   friend void detail::write_graph(const ImageIndex&, detail::BinaryFileWriter&);
   friend void detail::write_tombstones(const ImageIndex&, detail::BinaryFileWriter&);
   friend void detail::restore_graph(ImageIndex&, detail::ByteReader&, const std::uint8_t*, std::uint64_t,

@@ -11,9 +11,30 @@ namespace imgsearch {
 // previous file intact.
 void save_index(const ImageIndex& index, const std::string& path);
 
-// Validates every size, count, offset, link and id before use, and the checksums;
-// a truncated, corrupt or hostile file throws Error(Format) naming the file.
-ImageIndex load_index(const std::string& path);
+// What a reader needs besides the vectors, the graph and the entries. Each optional
+// section left out saves its memory for every image; an index loaded without one cannot
+// be saved (it would lose it), so writers load it whole.
+struct IndexLoadOptions {
+  // dedup's crop thumbnails (DUPTHUMB): 1 KB per image, used only by dedup.
+  bool duplicate_thumbnails = true;
+  // The colour histograms (COLRHIST), 456 bytes per image: when false they are still
+  // loaded if the index's projection takes colour (a search by an indexed image needs its
+  // histogram then).
+  bool colour_histograms = true;
+  // A projected or augmented index keeps the model's vectors (model_dim floats per image:
+  // 5 KB at 1280-d) for searches by an indexed image, refits and incremental updates.
+  // When false they are read from the mapped file on demand instead of copied into
+  // memory (a change that needs them copies them in first).
+  bool model_vectors_in_memory = true;
+};
+// What a searcher (query, serve) needs: no thumbnails, histograms only if used, the
+// model's vectors left in the file.
+inline IndexLoadOptions search_load_options() { return {false, false, false}; }
+
+// Validates every size, count, offset, link and id before use, and the checksums (of the
+// sections it reads); a truncated, corrupt or hostile file throws Error(Format) naming
+// the file.
+ImageIndex load_index(const std::string& path, const IndexLoadOptions& options = {});
 
 // Only the model an index was built with (its header and metadata, checked the same way),
 // without reading the vectors or the graph: lets a caller load the model while the index
