@@ -34,6 +34,17 @@
 namespace imgsearch {
 
 namespace {
+// A long-running server copies the model vectors in: read in place from the mapping, a
+// file overwritten in place under it (`cp new.index served.index`) would fault the
+// process instead of failing one reload.
+IndexLoadOptions serve_load_options() {
+  IndexLoadOptions o = search_load_options();
+  o.model_vectors_in_memory = true;
+  return o;
+}
+}  // namespace
+
+namespace {
 
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
@@ -443,7 +454,7 @@ SearchService::SearchService(ServeOptions options) : impl_(std::make_unique<Impl
     check_expansion_settings(std::max(s.options.qe_k, 0), s.options.qe_alpha >= 0 ? s.options.qe_alpha : 3.0f,
                              "serve: query expansion");
   stat_signature(s.options.index_path, s.signature);
-  auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path, search_load_options()));
+  auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path, serve_load_options()));
   s.file_size = s.signature.size;
   s.model = load_model_for_index(s.options.model_path, s.options.model, index->model(), s.options.index_path);
   {
@@ -488,7 +499,7 @@ bool SearchService::reload_if_changed() {
   }
   std::string error;
   try {
-    auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path, search_load_options()));
+    auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path, serve_load_options()));
     if (!same_embedding(index->model(), s.served_model) || index->model_dim() != s.served_dim)
       throw_error(ErrorKind::Mismatch,
                   "{}: the new index was built with another model ({}, hash {}) than the one being served ({}, hash "

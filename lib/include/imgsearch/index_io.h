@@ -27,7 +27,7 @@ struct IndexLoadOptions {
   // memory (a change that needs them copies them in first).
   bool model_vectors_in_memory = true;
 };
-// What a searcher (query, serve) needs: no thumbnails, histograms only if used, the
+// What a one-shot searcher (query) needs: no thumbnails, histograms only if used, the
 // model's vectors left in the file.
 inline IndexLoadOptions search_load_options() { return {false, false, false}; }
 
