@@ -13,10 +13,10 @@
 
 namespace {
 
-void load(const std::uint8_t* data, std::size_t size) {
+void load(const std::uint8_t* data, std::size_t size, const imgsearch::IndexLoadOptions& options = {}) {
   const fuzz::MemFile file(data, size);
   try {
-    imgsearch::ImageIndex index = imgsearch::load_index(file.path());
+    imgsearch::ImageIndex index = imgsearch::load_index(file.path(), options);
     if (index.size() > 0) {
       std::vector<float> query(index.vector(0), index.vector(0) + index.dim());
       query[0] += 0.25f;
@@ -68,10 +68,14 @@ void load(const std::uint8_t* data, std::size_t size) {
 }  // namespace
 
 // Each input is loaded as it is, and again with its checksums repaired, so that the
-// structural checks behind the checksums get fuzzed too.
+// structural checks behind the checksums get fuzzed too; the repaired one also as `query`
+// loads it (optional sections skipped or only counted, model vectors read in place).
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   load(data, size);
   const std::vector<std::uint8_t> fixed = fuzz::with_fixed_checksums(data, size);
-  if (!fixed.empty()) load(fixed.data(), fixed.size());
+  if (!fixed.empty()) {
+    load(fixed.data(), fixed.size());
+    load(fixed.data(), fixed.size(), imgsearch::search_load_options());
+  }
   return 0;
 }
