@@ -437,23 +437,11 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
     }
     r.expect_end();
   }
-  const bool colours_needed = options.colour_histograms || index.projection().uses_colour();
-  if (in.has_section("COLRHIST") && !colours_needed) {
-    // Only counted (info reports how many images have one), flags checked on the way.
-    index.sections_left_out_ = true;
-    detail::ByteReader r(in, "COLRHIST");
-    if (r.u32() != static_cast<std::uint32_t>(kColourBins)) r.fail("not " + std::to_string(kColourBins) + " bins");
-    for (std::uint64_t i = 0; i < count; ++i) {
-      const std::uint8_t flag = *r.bytes(1);
-      if (flag > 1) r.fail("entry " + std::to_string(i) + " has bad flag " + std::to_string(flag));
-      if (flag) {
-        r.bytes(kColourBins * sizeof(float));
-        ++index.colours_left_in_file_;
-      }
-    }
-    r.expect_end();
-  }
-  if (in.has_section("COLRHIST") && colours_needed) {
+  if (in.has_section("COLRHIST")) {
+    // Left out, the histograms are only counted (info reports how many images have one),
+    // their flags checked on the way.
+    const bool keep = options.colour_histograms || index.projection().uses_colour();
+    if (!keep) index.sections_left_out_ = true;
     detail::ByteReader r(in, "COLRHIST");
     if (r.u32() != static_cast<std::uint32_t>(kColourBins)) r.fail("not " + std::to_string(kColourBins) + " bins");
     for (std::uint64_t i = 0; i < count; ++i) {
@@ -461,6 +449,11 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
       std::memcpy(&flag, r.bytes(1), 1);
       if (flag > 1) r.fail("entry " + std::to_string(i) + " has bad flag " + std::to_string(flag));
       if (!flag) continue;
+      if (!keep) {
+        r.bytes(kColourBins * sizeof(float));
+        ++index.colours_left_in_file_;
+        continue;
+      }
       std::vector<float>& c = index.entries_[i].colour;
       read_floats(r, kColourBins, c, "colour histogram");
       for (float v : c)

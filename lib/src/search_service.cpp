@@ -34,6 +34,7 @@
 namespace imgsearch {
 
 namespace {
+
 // A long-running server copies the model vectors in: read in place from the mapping, a
 // file overwritten in place under it (`cp new.index served.index`) would fault the
 // process instead of failing one reload.
@@ -42,9 +43,6 @@ IndexLoadOptions serve_load_options() {
   o.model_vectors_in_memory = true;
   return o;
 }
-}  // namespace
-
-namespace {
 
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
