@@ -616,11 +616,16 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   for (std::uint64_t i = 0; i < live; ++i) impl.internal_of[i] = static_cast<hnswlib::tableint>(i);
   if (impl.compact()) {  // codes are derived from the rows, not stored
     parallel_for(0, count, resolve_threads(0), [&](std::size_t i) {
-      thread_local std::vector<float> row;
-      row.resize(dim);
       const std::uint8_t* vec = i < live ? vecs + i * dim * sizeof(float) : tombstone_vecs + (i - live) * dim * sizeof(float);
+      auto* code = reinterpret_cast<std::uint8_t*>(h.getDataByInternalId(static_cast<hnswlib::tableint>(i)));
+      if (reinterpret_cast<std::uintptr_t>(vec) % alignof(float) == 0) {  // sections start aligned
+        impl.encoding->encode(reinterpret_cast<const float*>(vec), code);
+        return;
+      }
+      thread_local std::vector<float> row;  // a hostile file's rows need not be
+      row.resize(dim);
       std::memcpy(row.data(), vec, sizeof(float) * dim);
-      impl.encoding->encode(row.data(), reinterpret_cast<std::uint8_t*>(h.getDataByInternalId(static_cast<hnswlib::tableint>(i))));
+      impl.encoding->encode(row.data(), code);
     }, /*min_parallel=*/1024);
     impl.row_of.resize(live);
     for (std::uint64_t i = 0; i < live; ++i) impl.row_of[i] = i;

@@ -176,6 +176,64 @@ __attribute__((target("avx512f,avx512bw"))) std::int32_t i8_dot_avx512(const std
 
 #pragma GCC diagnostic pop
 
+// Encoding kernels. The SIMD ones give the portable ones' bytes exactly: conversion and
+// rounding are to nearest even in both, and the inputs are finite (load_index checks).
+void f16_encode_portable(const float* v, std::size_t n, std::uint8_t* out) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint16_t h = float_to_half(v[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+
+float i8_encode_portable(const float* v, std::size_t n, std::int8_t* out) {
+  float max_abs = 0;
+  for (std::size_t i = 0; i < n; ++i) max_abs = std::max(max_abs, std::fabs(v[i]));
+  const float inv = max_abs > 0 ? 127.0f / max_abs : 0.0f;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float q = std::nearbyint(v[i] * inv);
+    out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0f, 127.0f));
+  }
+  return max_abs > 0 ? max_abs / 127.0f : 0.0f;
+}
+
+__attribute__((target("avx2,f16c"))) void f16_encode_avx2(const float* v, std::size_t n, std::uint8_t* out) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), _mm256_cvtps_ph(_mm256_loadu_ps(v + i), _MM_FROUND_TO_NEAREST_INT));
+  f16_encode_portable(v + i, n - i, out + 2 * i);
+}
+
+__attribute__((target("avx2"))) float i8_encode_avx2(const float* v, std::size_t n, std::int8_t* out) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 m = _mm256_setzero_ps();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(v + i), abs_mask));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+  float max_abs = _mm_cvtss_f32(h);
+  for (; i < n; ++i) max_abs = std::max(max_abs, std::fabs(v[i]));
+  const float inv = max_abs > 0 ? 127.0f / max_abs : 0.0f;
+  const __m256 scale = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  auto quantise = [&](const float* p) {
+    __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p), scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(q, lo), hi));
+  };
+  // 32 at a time: the packs work within 128-bit lanes, the permute puts the lanes back in order.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (i = 0; i + 32 <= n; i += 32) {
+    const __m256i ab = _mm256_packs_epi32(quantise(v + i), quantise(v + i + 8));
+    const __m256i cd = _mm256_packs_epi32(quantise(v + i + 16), quantise(v + i + 24));
+    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), bytes);
+  }
+  for (; i < n; ++i) {
+    const float q = std::nearbyint(v[i] * inv);
+    out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0f, 127.0f));
+  }
+  return max_abs > 0 ? max_abs / 127.0f : 0.0f;
+}
+
 // F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
 bool cpu_has_f16c() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
@@ -188,15 +246,20 @@ namespace {
 
 using F16Dot = float (*)(const std::uint16_t*, const std::uint16_t*, std::size_t);
 using I8Dot = std::int32_t (*)(const std::int8_t*, const std::int8_t*, std::size_t);
+using F16Encode = void (*)(const float*, std::size_t, std::uint8_t*);
+using I8Encode = float (*)(const float*, std::size_t, std::int8_t*);
 struct Kernels {
   F16Dot f16;
   I8Dot i8;
   const char* name;
+  F16Encode f16_encode;
+  I8Encode i8_encode;
 };
 const Kernels& kernels() {
-  static const Kernels k = cpu_has_avx512() ? Kernels{f16_dot_avx512, i8_dot_avx512, "avx512"}
-                           : cpu_has_avx2() ? Kernels{f16_dot_avx2, i8_dot_avx2, "avx2"}
-                                            : Kernels{f16_dot_portable, i8_dot_portable, "portable"};
+  static const Kernels k =
+      cpu_has_avx512() ? Kernels{f16_dot_avx512, i8_dot_avx512, "avx512", f16_encode_avx2, i8_encode_avx2}
+      : cpu_has_avx2() ? Kernels{f16_dot_avx2, i8_dot_avx2, "avx2", f16_encode_avx2, i8_encode_avx2}
+                       : Kernels{f16_dot_portable, i8_dot_portable, "portable", f16_encode_portable, i8_encode_portable};
   return k;
 }
 
@@ -251,22 +314,10 @@ class Encoding : public CodeEncoding {
     if (codes_ != VectorCodes::F32) std::memset(code + used, 0, code_size() - used);  // padding
     switch (codes_) {
       case VectorCodes::F32: std::memcpy(code, v, 4 * std::size_t(dim_)); return;
-      case VectorCodes::F16:
-        for (int i = 0; i < dim_; ++i) {
-          const std::uint16_t h = float_to_half(v[i]);
-          std::memcpy(code + 2 * i, &h, 2);
-        }
-        return;
+      case VectorCodes::F16: kernels().f16_encode(v, std::size_t(dim_), code); return;
       case VectorCodes::Int8: {
-        float max_abs = 0;
-        for (int i = 0; i < dim_; ++i) max_abs = std::max(max_abs, std::fabs(v[i]));
-        const float scale = max_abs > 0 ? max_abs / 127.0f : 0.0f;
-        const float inv = max_abs > 0 ? 127.0f / max_abs : 0.0f;
+        const float scale = kernels().i8_encode(v, std::size_t(dim_), reinterpret_cast<std::int8_t*>(code + 4));
         std::memcpy(code, &scale, 4);
-        for (int i = 0; i < dim_; ++i) {
-          const float q = std::nearbyint(v[i] * inv);
-          code[4 + i] = static_cast<std::uint8_t>(static_cast<std::int8_t>(std::clamp(q, -127.0f, 127.0f)));
-        }
         return;
       }
     }

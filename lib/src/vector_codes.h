@@ -35,6 +35,12 @@ float f16_dot_avx512(const std::uint16_t* a, const std::uint16_t* b, std::size_t
 std::int32_t i8_dot_portable(const std::int8_t* a, const std::int8_t* b, std::size_t n);
 std::int32_t i8_dot_avx2(const std::int8_t* a, const std::int8_t* b, std::size_t n);    // AVX2
 std::int32_t i8_dot_avx512(const std::int8_t* a, const std::int8_t* b, std::size_t n);  // AVX-512F + BW
+// Encoding kernels: f16 rounds to nearest even; int8 writes round(v * 127 / max|v|) and
+// returns the scale max|v| / 127 (0 for a zero vector). The AVX2 ones give the same bytes.
+void f16_encode_portable(const float* v, std::size_t n, std::uint8_t* out);  // 2n bytes, little-endian halves
+void f16_encode_avx2(const float* v, std::size_t n, std::uint8_t* out);  // AVX2 + F16C
+float i8_encode_portable(const float* v, std::size_t n, std::int8_t* out);
+float i8_encode_avx2(const float* v, std::size_t n, std::int8_t* out);  // AVX2
 bool cpu_has_avx2();    // AVX2, F16C and FMA
 bool cpu_has_avx512();  // AVX-512F and BW
 // The kernel set chosen at run time: "avx512", "avx2" or "portable".

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <set>
 
@@ -182,6 +183,45 @@ TEST_CASE("SIMD kernels equal the portable ones on random data, odd lengths incl
   CHECK(detail::i8_dot_portable(lows.data(), lows.data(), lows.size()) == 4096 * 127 * 127);
   if (detail::cpu_has_avx512()) CHECK(detail::i8_dot_avx512(lows.data(), lows.data(), lows.size()) == 4096 * 127 * 127);
   if (detail::cpu_has_avx2()) CHECK(detail::i8_dot_avx2(lows.data(), lows.data(), lows.size()) == 4096 * 127 * 127);
+}
+
+TEST_CASE("SIMD encoders write the portable encoders' bytes, ties and tails included", "[vector_codes]") {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  for (const std::size_t n : {1u, 7u, 8u, 9u, 31u, 32u, 33u, 97u, 1280u, 1283u}) {
+    std::vector<float> v(n);
+    for (float& x : v) x = normal(rng);
+    v[0] = 127.0f / 512;  // the largest magnitude: the int8 scale is 1/512 exactly, and v[0] maps to 127
+    if (n > 2) v[1] = 62.5f / 512;  // an exact tie: to even (62), not away from zero (63)
+    if (n > 3) v[2] = 1.0f / 4096 + 1.0f / (1 << 23);  // a half rounding case
+    std::vector<std::uint8_t> hp(2 * n), ha(2 * n, 0xee);
+    std::vector<std::int8_t> ip(n), ia(n, 99);
+    detail::f16_encode_portable(v.data(), n, hp.data());
+    const float scale = detail::i8_encode_portable(v.data(), n, ip.data());
+    CHECK(scale == 1.0f / 512);
+    CHECK(ip[0] == 127);
+    if (n > 2) CHECK(ip[1] == 62);
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, hp.data() + 2 * i, 2);
+      REQUIRE(h == detail::float_to_half(v[i]));
+    }
+    if (detail::cpu_has_avx2()) {
+      detail::f16_encode_avx2(v.data(), n, ha.data());
+      CHECK(ha == hp);
+      CHECK(detail::i8_encode_avx2(v.data(), n, ia.data()) == scale);
+      CHECK(ia == ip);
+    }
+  }
+  std::vector<float> zero(40, 0.0f);
+  std::vector<std::int8_t> out(40, 5);
+  CHECK(detail::i8_encode_portable(zero.data(), zero.size(), out.data()) == 0.0f);
+  CHECK(out == std::vector<std::int8_t>(40, 0));
+  if (detail::cpu_has_avx2()) {
+    std::fill(out.begin(), out.end(), 5);
+    CHECK(detail::i8_encode_avx2(zero.data(), zero.size(), out.data()) == 0.0f);
+    CHECK(out == std::vector<std::int8_t>(40, 0));
+  }
 }
 
 TEST_CASE("a compact index finds what exact search finds and scores hits exactly", "[vector_codes][index]") {
