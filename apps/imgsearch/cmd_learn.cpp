@@ -1,7 +1,10 @@
 // imgsearch learn -i INDEX --labels CSV --id-column COL --label-column COL[+COL...]
 //                 [--dim N] [--shrinkage S] [--holdout F --seed S] [--colour auto|on|off
-//                 --colour-weight W] | learn -i INDEX --reset
-// Fits a projection on the labelled images (LDA) and stores it with the index: docs/eval.md.
+//                 --colour-weight W] | learn -i INDEX --pca --dim N [--sample N --seed S]
+//                 | learn -i INDEX --reset
+// Fits a projection on the labelled images (LDA), or without labels on the directions that
+// hold most of the vectors' energy (PCA, to save memory), and stores it with the index:
+// docs/eval.md.
 #include "cli_common.h"
 
 #include <imgsearch/colour_histogram.h>
@@ -31,7 +34,9 @@ struct LearnArgs {
   std::string labels_csv;
   std::string id_column = "id";
   std::string label_column;
-  int dim = 64;
+  int dim = 0;  // 0: 64 for LDA, 256 for PCA
+  bool pca = false;
+  std::size_t sample = LearnOptions{}.max_fit_images;
   double shrinkage = LearnOptions{}.shrinkage;
   double holdout = 0;
   std::uint64_t seed = 1;
@@ -61,13 +66,52 @@ bool colour_column(const std::string& name) {
 
 std::string megabytes(std::uint64_t bytes) { return fmt::format("{:.1f} MB", bytes / 1e6); }
 
+int run_pca(const LearnArgs& args, ImageIndex& index, const std::string& index_path) {
+  LearnOptions options;
+  options.dim = args.dim > 0 ? args.dim : 256;
+  options.seed = args.seed;
+  options.threads = args.threads;
+  options.max_fit_images = args.sample;
+  nlohmann::json description = {{"method", "pca"}, {"sample", args.sample}, {"seed", args.seed}};
+  options.description = description.dump();
+  const auto start = std::chrono::steady_clock::now();
+  const LearnReport r = learn_pca(index, options);
+  save_index(index, index_path);
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (args.json) {
+    description["images"] = r.images;
+    description["fitted"] = r.fitted;
+    description["in_dim"] = r.in_dim;
+    description["out_dim"] = r.out_dim;
+    description["energy_kept"] = r.energy_kept;
+    description["fit_seconds"] = r.fit_seconds;
+    description["apply_seconds"] = r.apply_seconds;
+    description["seconds"] = total;
+    description["vector_bytes_before"] = r.vector_bytes_before;
+    description["vector_bytes_after"] = r.vector_bytes_after;
+    std::cout << description.dump() << '\n';
+    return kExitOk;
+  }
+  std::printf("learned a PCA projection %d -> %d dimensions from %zu of %zu images (no labels); it keeps %.1f %% of "
+              "their vectors' energy\n",
+              r.in_dim, r.out_dim, r.fitted, r.images, 100 * r.energy_kept);
+  std::printf("every stored vector and every query is projected from now on; new images too\n");
+  std::printf("vectors searched: %s -> %s; the model's vectors stay in the file for `learn --reset`\n",
+              megabytes(r.vector_bytes_before).c_str(), megabytes(r.vector_bytes_after).c_str());
+  std::printf("time: fit %.1f s, projecting and rebuilding the graph %.1f s, %.1f s in all\n", r.fit_seconds,
+              r.apply_seconds, total);
+  return kExitOk;
+}
+
 int run_learn(const LearnArgs& args) {
   std::signal(SIGXFSZ, SIG_IGN);
   const std::string index_path = resolve_index_path(args.index);
   if (args.reset && !args.labels_csv.empty())
     throw_error(ErrorKind::InvalidArgument, "learn: --reset takes no --labels");
-  if (!args.reset && (args.labels_csv.empty() || args.label_column.empty()))
-    throw_error(ErrorKind::InvalidArgument, "learn: give --labels CSV and --label-column COL (or --reset)");
+  if (args.pca && (args.reset || !args.labels_csv.empty() || !args.label_column.empty()))
+    throw_error(ErrorKind::InvalidArgument, "learn: --pca takes no labels and no --reset");
+  if (!args.reset && !args.pca && (args.labels_csv.empty() || args.label_column.empty()))
+    throw_error(ErrorKind::InvalidArgument, "learn: give --labels CSV and --label-column COL (or --pca, or --reset)");
   const IndexLock lock(index_path, args.wait_lock);
   ImageIndex index = load_index(index_path);
 
@@ -84,10 +128,12 @@ int run_learn(const LearnArgs& args) {
     return kExitOk;
   }
 
+  if (args.pca) return run_pca(args, index, index_path);
+
   const std::vector<std::string> columns = split_columns(args.label_column);
   const Labels labels = labels_from_csv(index, args.labels_csv, args.id_column, columns);
   LearnOptions options;
-  options.dim = args.dim;
+  options.dim = args.dim > 0 ? args.dim : 64;
   options.shrinkage = args.shrinkage;
   options.holdout = args.holdout;
   options.seed = args.seed;
@@ -151,13 +197,19 @@ void setup_learn(CLI::App& app, Runner& runner) {
   app.add_option("--labels", args->labels_csv, "CSV mapping image ids (file names without extension) to labels");
   app.add_option("--id-column", args->id_column, "CSV column holding the image id (default id)");
   app.add_option("--label-column", args->label_column, "CSV label column, or COL+COL... to join several");
-  app.add_option("--dim", args->dim, "output dimension (default 64; at most the number of labels - 1)")
+  app.add_option("--dim", args->dim,
+                 "output dimension (LDA: default 64, at most the number of labels - 1; PCA: default 256, below the "
+                 "model's)")
       ->check(CLI::Range(1, 65536));
+  app.add_flag("--pca", args->pca,
+               "no labels: project onto the directions holding most of the vectors' energy (saves memory)");
+  app.add_option("--sample", args->sample, "PCA: fit on a seeded sample of at most this many images (default 100000)")
+      ->check(CLI::Range(std::size_t(2), std::size_t(1) << 32));
   app.add_option("--shrinkage", args->shrinkage, "within-label scatter shrinkage, 0..1 (default 0.1)")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--holdout", args->holdout, "keep this seeded fraction of the labelled images out of the fit")
       ->check(CLI::Range(0.0, 0.99));
-  app.add_option("--seed", args->seed, "seed for --holdout (default 1)");
+  app.add_option("--seed", args->seed, "seed for --holdout and --sample (default 1)");
   app.add_option("--colour", args->colour,
                  "also fit on each image's colour histogram: auto (default: when a label column's name says "
                  "colour or color), on, off")

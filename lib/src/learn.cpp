@@ -6,7 +6,10 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <numeric>
+#include <random>
 #include <cstring>
 #include <cmath>
 #include <thread>
@@ -18,6 +21,16 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
+
+// torch's thread count for the fit, restored afterwards (the caller's LibTorch may be
+// extracting on its own setting).
+struct TorchThreads {
+  int saved;
+  explicit TorchThreads(int threads) : saved(torch::get_num_threads()) {
+    torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  }
+  ~TorchThreads() { torch::set_num_threads(saved); }
+};
 }  // namespace
 
 LearnReport learn_projection(ImageIndex& index, const Labels& labels, const LearnOptions& options) {
@@ -141,6 +154,77 @@ LearnReport learn_projection(ImageIndex& index, const Labels& labels, const Lear
   const torch::Tensor w32 = w.to(torch::kFloat32).contiguous();
   projection.mean.assign(mean32.data_ptr<float>(), mean32.data_ptr<float>() + dim_in);
   projection.matrix.assign(w32.data_ptr<float>(), w32.data_ptr<float>() + static_cast<std::size_t>(out_dim) * dim_in);
+  projection.description = options.description;
+  report.fit_seconds = seconds_since(start);
+
+  const auto apply_start = std::chrono::steady_clock::now();
+  index.set_projection(std::move(projection), options.threads);
+  report.apply_seconds = seconds_since(apply_start);
+  report.out_dim = out_dim;
+  report.vector_bytes_after = static_cast<std::uint64_t>(n) * index.dim() * sizeof(float);
+  return report;
+}
+
+LearnReport learn_pca(ImageIndex& index, const LearnOptions& options) {
+  const std::size_t n = index.size();
+  const int model_dim = index.model_dim();
+  IMGSEARCH_CHECK(options.dim >= 1 && options.dim < model_dim, ErrorKind::InvalidArgument,
+                  "learn --pca: --dim must be in 1..{} (below the model's {} dimensions), not {}", model_dim - 1,
+                  model_dim, options.dim);
+  IMGSEARCH_CHECK(n >= 2, ErrorKind::InvalidArgument, "learn --pca: the index holds {} images; at least 2 are needed",
+                  n);
+  IMGSEARCH_CHECK(options.max_fit_images >= 2, ErrorKind::InvalidArgument,
+                  "learn --pca: the sample must hold at least 2 images");
+  const auto start = std::chrono::steady_clock::now();
+  LearnReport report;
+  report.images = n;
+  report.in_dim = model_dim;
+  report.vector_bytes_before = static_cast<std::uint64_t>(n) * index.dim() * sizeof(float);
+
+  std::vector<std::uint32_t> fit(n);
+  std::iota(fit.begin(), fit.end(), 0u);
+  if (n > options.max_fit_images) {
+    std::mt19937_64 rng(options.seed);
+    for (std::size_t i = 0; i < options.max_fit_images; ++i)
+      std::swap(fit[i], fit[i + std::uniform_int_distribution<std::size_t>(0, n - 1 - i)(rng)]);
+    fit.resize(options.max_fit_images);
+    std::sort(fit.begin(), fit.end());
+  }
+  report.fitted = fit.size();
+
+  const TorchThreads threads(options.threads);
+  torch::NoGradGuard no_grad;
+  const std::int64_t m = static_cast<std::int64_t>(fit.size());
+  // float32 rows, the D x D product accumulated by blocks in float64: a 10^5 x 1280
+  // float64 copy would take 1 GB.
+  torch::Tensor moment = torch::zeros({model_dim, model_dim}, torch::TensorOptions().dtype(torch::kFloat64));
+  constexpr std::int64_t kBlock = 8192;
+  torch::Tensor block = torch::empty({kBlock, model_dim}, torch::TensorOptions().dtype(torch::kFloat32));
+  for (std::int64_t first = 0; first < m; first += kBlock) {
+    const std::int64_t rows = std::min(kBlock, m - first);
+    float* dst = block.data_ptr<float>();
+    for (std::int64_t r = 0; r < rows; ++r)
+      std::memcpy(dst + r * model_dim, index.model_vector(fit[static_cast<std::size_t>(first + r)]),
+                  sizeof(float) * model_dim);
+    const torch::Tensor b = block.narrow(0, 0, rows);
+    moment += b.t().mm(b).to(torch::kFloat64);
+  }
+  moment = moment / static_cast<double>(m);
+  moment = (moment + moment.t()) * 0.5;
+  auto [eigenvalues, eigenvectors] = torch::linalg::eigh(moment, "L");  // ascending
+  const int out_dim = options.dim;
+  const torch::Tensor top = eigenvectors.narrow(1, model_dim - out_dim, out_dim).flip({1}).t().contiguous();  // out x D
+  const double total = eigenvalues.clamp_min(0).sum().item<double>();
+  IMGSEARCH_CHECK(std::isfinite(total) && total > 0 && torch::isfinite(top).all().item<bool>(), ErrorKind::InvalidArgument,
+                  "learn --pca: the images' vectors are all zero or not finite");
+  report.energy_kept = eigenvalues.narrow(0, model_dim - out_dim, out_dim).clamp_min(0).sum().item<double>() / total;
+
+  Projection projection;
+  projection.in_dim = model_dim;
+  projection.out_dim = out_dim;
+  projection.mean.assign(static_cast<std::size_t>(model_dim), 0.0f);  // not centred: see learn.h
+  const torch::Tensor w32 = top.to(torch::kFloat32).contiguous();
+  projection.matrix.assign(w32.data_ptr<float>(), w32.data_ptr<float>() + static_cast<std::size_t>(out_dim) * model_dim);
   projection.description = options.description;
   report.fit_seconds = seconds_since(start);
 

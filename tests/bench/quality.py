@@ -3,11 +3,13 @@
 the edited-copy check, measured by `imgsearch eval` (docs/eval.md, "Post-processing").
 
     tests/bench/quality.py --work DIR [--build build] [--only corel,ukbench,holidays,fashion,edits]
-        [--settings none,qe=1,dba=1+qe=1,...] [--fashion-index FILE --fashion-queries 5000]
+        [--settings none,qe=1,dba=1+qe=1,pca=256,...] [--fashion-index FILE --fashion-queries 5000]
 
 Indexes are built once under --work (never in the repository) with the real MobileNetV2
 from ../shared and reused; every setting is applied by `eval --dba K --qe K` in memory, so
-the indexes themselves are never changed. The edited copies are generated here with PIL.
+the indexes themselves are never changed, except `pca=N`: a copy of the index beside it
+(INDEX.pcaN, reused) gets `learn --pca --dim N` (fitted on that index's own images, no
+labels). The edited copies are generated here with PIL.
 
 Edited-copy check: 150 Corel-1k and 150 Holidays photos, each with seven edits (resize to
 half, centre crop of 70 %, JPEG quality 20, Gaussian blur radius 2, greyscale, mirror,
@@ -96,6 +98,7 @@ def setting_args(setting):
     if setting == "none":
         return ["--dba", "0", "--qe", "0"]
     parts = dict(p.split("=") for p in setting.split("+"))
+    parts.pop("pca", None)
     args += ["--dba", parts.get("dba", "0"), "--qe", parts.get("qe", "0")]
     if "dbaa" in parts:
         args += ["--dba-alpha", parts["dbaa"]]
@@ -104,7 +107,22 @@ def setting_args(setting):
     return args
 
 
+def pca_copy(imgsearch, index, setting):
+    """The index to evaluate: itself, or for pca=N its copy with the PCA projection."""
+    parts = dict(p.split("=") for p in setting.split("+")) if setting != "none" else {}
+    if "pca" not in parts:
+        return index
+    copy = "%s.pca%s" % (index, parts["pca"])
+    if not os.path.exists(copy):
+        tmp = copy + ".tmp"
+        subprocess.run(["cp", index, tmp], check=True)
+        run([imgsearch, "learn", "-i", tmp, "--pca", "--dim", parts["pca"]])
+        os.rename(tmp, copy)
+    return copy
+
+
 def evaluate(imgsearch, index, extra, setting):
+    index = pca_copy(imgsearch, index, setting)
     out = run([imgsearch, "eval", "-i", index, "--json", "-k", "1,10", *extra, *setting_args(setting)])
     return json.loads(out)
 

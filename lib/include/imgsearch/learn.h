@@ -20,6 +20,7 @@ struct LearnOptions {
   bool colour = false;
   double colour_weight = 0.5;
   int threads = 0;          // 0 = all cores
+  std::size_t max_fit_images = 100000;  // learn_pca: a seeded sample of at most this many images
   std::string description;  // recorded with the projection (labels used, ...); JSON object text or ""
 };
 
@@ -33,6 +34,7 @@ struct LearnReport {
   int colour_bins = 0;
   double fit_seconds = 0, apply_seconds = 0;
   std::uint64_t vector_bytes_before = 0, vector_bytes_after = 0;  // the vectors searched (size() x dim x 4)
+  double energy_kept = 0;  // learn_pca: the fitted vectors' squared length the kept directions hold, 0..1
 };
 
 // Fits linear discriminant analysis on the model vectors (with options.colour, and their
@@ -40,5 +42,13 @@ struct LearnReport {
 // vectors become W (x - mean), normalised. Throws Error(InvalidArgument) when fewer than
 // two labels with two images each remain.
 LearnReport learn_projection(ImageIndex& index, const Labels& labels, const LearnOptions& options);
+
+// Without labels: the out_dim = options.dim directions that hold most of the model
+// vectors' energy (PCA of their second moment, not centred, no whitening), fitted on a
+// seeded sample of at most options.max_fit_images images (options.seed), set as the
+// index's projection. Not centred, the projection is a rotation followed by a cut, so
+// cosines stay close to the model's own when energy_kept is near 1: it saves memory and
+// search time, not a gain in quality (docs/eval.md). dim must be below the model's.
+LearnReport learn_pca(ImageIndex& index, const LearnOptions& options);
 
 }  // namespace imgsearch
