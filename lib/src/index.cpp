@@ -101,7 +101,8 @@ struct ImageIndex::Impl {
     return reinterpret_cast<const float*>(file_rows + where * static_cast<std::size_t>(dim) * sizeof(float));
   }
   // The row into `buffer` by pread when it is in the file, so that rescoring never maps
-  // file pages into the resident set.
+  // file pages into the resident set, and a file truncated under a long-running reader
+  // throws instead of faulting.
   const float* read_row(std::uint64_t where, int dim, float* buffer) const {
     if (where & kRowInMemory) return row(where, dim);
     const std::size_t bytes = static_cast<std::size_t>(dim) * sizeof(float);
@@ -109,10 +110,10 @@ struct ImageIndex::Impl {
     std::size_t done = 0;
     while (done < bytes) {
       const ssize_t got = ::pread(file->fd, reinterpret_cast<char*>(buffer) + done, bytes - done, offset + static_cast<off_t>(done));
-      if (got <= 0) {
-        if (got < 0 && errno == EINTR) continue;
-        return row(where, dim);  // the mapping reads the same bytes
-      }
+      if (got < 0 && errno == EINTR) continue;
+      // Not the mapping: a truncated file would fault there.
+      IMGSEARCH_CHECK(got > 0, ErrorKind::Io, "index: the file was truncated since it was loaded (a vector is "
+                      "unreadable); load it again");
       done += static_cast<std::size_t>(got);
     }
     return buffer;

@@ -307,6 +307,10 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
     detail::ByteReader r(in, "PROJECT");
     const std::uint32_t in_dim = r.u32(), out_dim = r.u32();
     projection.description = r.string(kMaxDescriptionBytes);
+    {
+      const auto d = nlohmann::json::parse(projection.description, nullptr, /*allow_exceptions=*/false);
+      projection.rescore = d.is_object() && d.contains("method") && d["method"] == "pca";
+    }
     if (required.count("colour_projection")) {
       const std::uint32_t bins = r.u32();
       projection.colour_weight = read_float(r);

@@ -4,6 +4,7 @@
 #include "imgsearch/colour_histogram.h"
 #include "imgsearch/error.h"
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -225,7 +226,13 @@ LearnReport learn_pca(ImageIndex& index, const LearnOptions& options) {
   projection.mean.assign(static_cast<std::size_t>(model_dim), 0.0f);  // not centred: see learn.h
   const torch::Tensor w32 = top.to(torch::kFloat32).contiguous();
   projection.matrix.assign(w32.data_ptr<float>(), w32.data_ptr<float>() + static_cast<std::size_t>(out_dim) * model_dim);
-  projection.description = options.description;
+  // "method": "pca" is what tells a reader to rescore (refinement.h), whatever else the
+  // caller recorded.
+  nlohmann::json description = nlohmann::json::parse(options.description, nullptr, false);
+  if (!description.is_object()) description = nlohmann::json::object();
+  description["method"] = "pca";
+  projection.description = description.dump();
+  projection.rescore = true;
   report.fit_seconds = seconds_since(start);
 
   const auto apply_start = std::chrono::steady_clock::now();

@@ -5,13 +5,17 @@
 #include "imgsearch/colour_histogram.h"
 #include "imgsearch/error.h"
 #include "imgsearch/index.h"
+#include "binary_file.h"
 
 #include <cblas.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
+
+#include <unistd.h>
 
 namespace imgsearch {
 
@@ -163,10 +167,35 @@ std::vector<float> to_search_space(const ImageIndex& index, const float* model_v
   return out;
 }
 
+namespace {
+
+// A compressing projection's candidates, ranked again by the model vectors' cosine.
+std::vector<SearchHit> rescored_by_model(const ImageIndex& index, const float* model_vector, std::vector<SearchHit> hits,
+                                         int k) {
+  const int dim = index.model_dim();
+  std::vector<float> query(model_vector, model_vector + dim);
+  normalise(query.data(), dim);  // to_search_space has checked it
+  for (SearchHit& h : hits) {
+    const std::vector<float> v = index.model_vector_copy(h.id);
+    h.score = static_cast<float>(dot(query.data(), v.data(), dim));
+  }
+  std::sort(hits.begin(), hits.end(), [](const SearchHit& a, const SearchHit& b) {
+    return a.score > b.score || (a.score == b.score && a.id < b.id);
+  });
+  if (hits.size() > static_cast<std::size_t>(k)) hits.resize(static_cast<std::size_t>(k));
+  return hits;
+}
+
+}  // namespace
+
 std::vector<SearchHit> refined_search(const ImageIndex& index, const float* model_vector, const float* colour, int k,
                                       int ef, bool exact, const QueryExpansion& qe, std::uint32_t not_expanded_from) {
   const std::vector<float> query = to_search_space(index, model_vector, colour);
   auto run = [&](const float* q, int kk) { return exact ? index.search_exact(q, kk) : index.search(q, kk, ef); };
+  if (!qe.enabled() && index.projection().rescore && !index.augmentation().enabled()) {
+    const int candidates = std::max(k, ef > 0 ? ef : index.params().ef_search);
+    return rescored_by_model(index, model_vector, run(query.data(), candidates), k);
+  }
   if (!qe.enabled()) return run(query.data(), k);
   const int extra = not_expanded_from == kNoEntry ? 0 : 1;
   std::vector<SearchHit> first = run(query.data(), std::max(k, qe.k + extra));
@@ -183,6 +212,32 @@ const float* ImageIndex::model_vector(std::size_t id) const {
   if (!transformed()) return vector(id);
   IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
   return (mapped_model_vectors_ ? mapped_model_vectors_ : model_vectors_.data()) + id * static_cast<std::size_t>(model_dim_);
+}
+
+std::vector<float> ImageIndex::model_vector_copy(std::size_t id) const {
+  IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  const std::size_t dim = static_cast<std::size_t>(model_dim_);
+  if (!mapped_model_vectors_) {
+    const float* v = model_vector(id);
+    return std::vector<float>(v, v + dim);
+  }
+  std::vector<float> out(dim);
+  const std::size_t bytes = dim * sizeof(float);
+  const auto offset = static_cast<off_t>(reinterpret_cast<const std::uint8_t*>(mapped_model_vectors_) - model_file_->data +
+                                         id * bytes);
+  std::size_t done = 0;
+  while (done < bytes) {
+    const ssize_t got = ::pread(model_file_->fd, reinterpret_cast<char*>(out.data()) + done, bytes - done,
+                                offset + static_cast<off_t>(done));
+    if (got < 0 && errno == EINTR) continue;
+    IMGSEARCH_CHECK(got > 0, ErrorKind::Io, "index: the file was truncated or changed since it was loaded (image {}'s "
+                    "vector is unreadable); load it again", id);
+    done += static_cast<std::size_t>(got);
+  }
+  for (const float v : out)
+    IMGSEARCH_CHECK(std::isfinite(v), ErrorKind::Io, "index: the file was changed since it was loaded (image {}'s "
+                    "vector holds NaN or infinity); load it again", id);
+  return out;
 }
 
 void ImageIndex::own_model_vectors() {

@@ -35,14 +35,11 @@ namespace imgsearch {
 
 namespace {
 
-// A long-running server copies the model vectors in: read in place from the mapping, a
-// file overwritten in place under it (`cp new.index served.index`) would fault the
-// process instead of failing one reload.
-IndexLoadOptions serve_load_options() {
-  IndexLoadOptions o = search_load_options();
-  o.model_vectors_in_memory = true;
-  return o;
-}
+// A long-running server loads what a one-shot searcher does: a projected index's model
+// vectors stay in the file and are read with pread (model_vector_copy), as a compact
+// index's exact rows are, so a file overwritten in place under it fails a request or a
+// reload, never the process.
+IndexLoadOptions serve_load_options() { return search_load_options(); }
 
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
@@ -810,11 +807,11 @@ HttpResponse SearchService::Impl::search_refine(const QueryParams& params, std::
   const int dim = index->model_dim();
   std::vector<double> sum(static_cast<std::size_t>(dim), 0.0);
   for (auto id : feedback.positive) {
-    const float* v = index->model_vector(id);
+    const std::vector<float> v = index->model_vector_copy(id);
     for (int d = 0; d < dim; ++d) sum[d] += v[d] / static_cast<double>(feedback.positive.size());
   }
   for (auto id : feedback.negative) {
-    const float* v = index->model_vector(id);
+    const std::vector<float> v = index->model_vector_copy(id);
     for (int d = 0; d < dim; ++d) sum[d] -= 0.5 * v[d] / static_cast<double>(feedback.negative.size());
   }
   double norm = 0;

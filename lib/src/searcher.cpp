@@ -97,7 +97,7 @@ std::vector<SearchHit> Searcher::search(const float* vector, const float* colour
 std::vector<SearchHit> Searcher::search_by_id(std::uint32_t id, const SearchOptions& options) const {
   IMGSEARCH_CHECK(id < index_.size(), ErrorKind::InvalidArgument, "no image with id {} (the index holds {})", id,
                   index_.size());
-  return search(index_.model_vector(id), index_.colour(id), options);
+  return search(index_.model_vector_copy(id).data(), index_.colour(id), options);
 }
 
 }  // namespace imgsearch

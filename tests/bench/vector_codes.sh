@@ -6,8 +6,12 @@
 # fresh process load it and run 500 queries (RSS, recall@10 against exact fp32, p50/p99 at
 # ef 16..128). On the largest N: add 10k, remove 10k, and a cold `imgsearch query` taken
 # apart (process start with LibTorch, index load, model load + one image).
+# With --pca D the 1280-d vectors are projected to D dimensions first (`learn --pca --dim D`
+# fitted on the 44k real vectors of a copy of the source; every index built then carries
+# that projection, and recall@10 is still against exact fp32 search of the 1280-d vectors).
 #   tests/bench/vector_codes.sh [--build build] [--out /work/cache/compact/bench]
 #        [--sizes "50000 200000"] [--threads 2] [--source /work/cache/f44k/f44k.index] [--no-extras]
+#        [--codes "f32 f16 int8"] [--pca D]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
@@ -17,6 +21,8 @@ threads=2
 source_index=/work/cache/f44k/f44k.index
 nq=500
 extras=1
+codes_list="f32 f16 int8"
+pca=0
 while [ $# -gt 0 ]; do
   case $1 in
     --build) build=$(cd "$2" && pwd); shift 2 ;;
@@ -25,6 +31,8 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --source) source_index=$2; shift 2 ;;
     --no-extras) extras=0; shift ;;  # builds and serves only: no cold query, add or remove
+    --codes) codes_list=$2; shift 2 ;;
+    --pca) pca=$2; shift 2 ;;
     *) echo "vector_codes.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -37,6 +45,13 @@ echo "load: $(cat /proc/loadavg)"
 g++ -std=c++17 -O2 -I"$root/lib/include" "$root/tests/bench/vector_codes_bench.cpp" "$build/lib/libimgsearch_core.a" \
   -lfmt -lxxhash -lblas -lpthread -o "$out/vector_codes_bench"
 bench=$out/vector_codes_bench
+tag=""
+if [ "$pca" != 0 ]; then
+  cp "$source_index" "$out/source-pca$pca.index"
+  "$build/bin/imgsearch" learn -i "$out/source-pca$pca.index" --pca --dim "$pca" | tee -a "$out/learn.log"
+  source_index=$out/source-pca$pca.index
+  tag=-pca$pca
+fi
 # /usr/bin/time's numbers for one command as JSON: wall, CPU (user + system), peak RSS.
 timed() {  # timed LABEL CMD...
   local label=$1; shift
@@ -47,11 +62,11 @@ largest=0
 for n in $sizes; do
   [ "$n" -gt "$largest" ] && largest=$n
   "$bench" truth "$source_index" "$n" "$nq" "$out/truth-$n.bin" >> "$log"
-  for codes in f32 f16 int8; do
+  for codes in $codes_list; do
     # M 16, ef_construction 100 (as the tombstone bench) to keep 200k within reach of two
     # shared cores; the serving RSS does not depend on ef_construction.
-    timed "build $codes $n" "$bench" build "$source_index" "$n" "$codes" "$out/$codes-$n.index" "$threads" 16 100 | tee -a "$log"
-    "$bench" serve "$source_index" "$out/$codes-$n.index" "$nq" "$out/truth-$n.bin" | tee -a "$log"
+    timed "build $codes$tag $n" "$bench" build "$source_index" "$n" "$codes" "$out/$codes$tag-$n.index" "$threads" 16 100 | tee -a "$log"
+    "$bench" serve "$source_index" "$out/$codes$tag-$n.index" "$nq" "$out/truth-$n.bin" | tee -a "$log"
   done
 done
 
@@ -63,17 +78,17 @@ imgsearch=$build/bin/imgsearch
 for r in 1 2 3; do
   timed "start (--version)" "$imgsearch" --version > /dev/null
   timed "query tiny index (start + model + 1 image)" "$imgsearch" query -i "$out/tiny.index" "$img" -k 10 > /dev/null
-  for codes in f32 f16 int8; do
-    timed "info $codes $largest (start + index load)" "$imgsearch" info -i "$out/$codes-$largest.index" > /dev/null
-    timed "query $codes $largest (cold)" "$imgsearch" query -i "$out/$codes-$largest.index" "$img" -k 10 > /dev/null
+  for codes in $codes_list; do
+    timed "info $codes$tag $largest (start + index load)" "$imgsearch" info -i "$out/$codes$tag-$largest.index" > /dev/null
+    timed "query $codes$tag $largest (cold)" "$imgsearch" query -i "$out/$codes$tag-$largest.index" "$img" -k 10 > /dev/null
   done
 done
 
 # Add 10k, remove 10k (on a copy: the serve numbers above stay reproducible).
-for codes in f32 f16 int8; do
-  cp "$out/$codes-$largest.index" "$out/$codes-update.index"
-  "$bench" update "$source_index" "$out/$codes-update.index" "$threads" | tee -a "$log"
-  rm -f "$out/$codes-update.index"
+for codes in $codes_list; do
+  cp "$out/$codes$tag-$largest.index" "$out/$codes$tag-update.index"
+  "$bench" update "$source_index" "$out/$codes$tag-update.index" "$threads" | tee -a "$log"
+  rm -f "$out/$codes$tag-update.index"
 done
 fi
 echo "load: $(cat /proc/loadavg)"

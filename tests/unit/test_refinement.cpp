@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <random>
@@ -132,6 +133,23 @@ TEST_CASE("augmentation and projection under add and remove equal a full recompu
       const std::string resaved = dir.file("resaved.index");
       save_index(load_index(path, search_load_options()), resaved);  // written from the mapping
       check_same_vectors(load_index(resaved), loaded);
+    }
+
+    // A long-running searcher (serve) reads them with pread: the same floats, and a file
+    // truncated under it (written in place, not renamed) throws instead of faulting.
+    {
+      const std::string copy = dir.file("served.index");
+      std::filesystem::copy_file(path, copy);
+      const ImageIndex served = load_index(copy, search_load_options());
+      for (std::size_t i = 0; i < served.size(); i += 37) {
+        const std::vector<float> c = served.model_vector_copy(i);
+        REQUIRE(c.size() == static_cast<std::size_t>(kDim));
+        for (int d = 0; d < kDim; ++d) REQUIRE(c[d] == loaded.model_vector(i)[d]);
+      }
+      std::filesystem::resize_file(copy, 4096);
+      CHECK_THROWS_WITH(served.model_vector_copy(served.size() - 1),
+                        Catch::Matchers::Contains("truncated or changed since it was loaded"));
+      CHECK(loaded.model_vector_copy(3) == std::vector<float>(loaded.model_vector(3), loaded.model_vector(3) + kDim));
     }
 
     // Undone: the model vectors are searched again, exactly.

@@ -122,6 +122,10 @@ class ImageIndex {
   // kept (model_vector()) while a projection or augmentation is set.
   int model_dim() const { return model_dim_; }
   const float* model_vector(std::size_t id) const;  // model_dim() floats, L2-normalised
+  // The same floats, copied; an index that left them in its file (IndexLoadOptions) reads
+  // them with pread, so a file changed or truncated under a long-running reader gives
+  // Error(Io) instead of a fault. What a searcher that outlives its file's writes uses.
+  std::vector<float> model_vector_copy(std::size_t id) const;
   const Projection& projection() const { return projection_; }
   const Augmentation& augmentation() const { return augmentation_; }
   // Each entry's augmentation neighbours, augmentation().k per entry (empty when off).

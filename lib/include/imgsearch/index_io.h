@@ -27,8 +27,9 @@ struct IndexLoadOptions {
   // memory (a change that needs them copies them in first).
   bool model_vectors_in_memory = true;
 };
-// What a one-shot searcher (query) needs: no thumbnails, histograms only if used, the
-// model's vectors left in the file.
+// What a searcher (query, serve) needs: no thumbnails, histograms only if used, the
+// model's vectors left in the file (read them with ImageIndex::model_vector_copy where the
+// file may change under a long-running process).
 inline IndexLoadOptions search_load_options() { return {false, false, false}; }
 
 // Validates every size, count, offset, link and id before use, and the checksums (of the

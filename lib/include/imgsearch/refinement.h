@@ -38,7 +38,11 @@ struct Projection {
   float colour_weight = 0;      // its weight against the unit-length model vector
   std::vector<float> mean;      // input_dim()
   std::vector<float> matrix;    // out_dim x input_dim(), row-major
-  std::string description;      // JSON object: how it was fitted (informative)
+  std::string description;      // JSON object: how it was fitted (informative, but see rescore)
+  // A projection for memory, not a new metric (learn_pca): a plain search (no augmentation,
+  // no query expansion) ranks its max(ef, k) candidates again by the model vectors' own
+  // cosine. Not a field of the file: set on load when the description's "method" is "pca".
+  bool rescore = false;
   bool enabled() const { return out_dim > 0; }
   bool uses_colour() const { return colour_bins > 0; }
   int input_dim() const { return in_dim + colour_bins; }
