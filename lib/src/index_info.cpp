@@ -24,6 +24,7 @@ std::string index_info_json(const ImageIndex& index, const std::string& path, st
                                                    {"fitted", nlohmann::json::parse(p.description.empty() ? "{}" : p.description,
                                                                                     nullptr, false)}}
                                   : nlohmann::json(nullptr);
+  if (p.enabled()) out["projection"]["rescore"] = p.rescore;
   if (p.uses_colour()) {
     out["projection"]["colour_bins"] = p.colour_bins;
     out["projection"]["colour_weight"] = p.colour_weight;

@@ -34,7 +34,7 @@ for key in ("mAP", "P@10"):
     assert abs(pca["exact"][key] - raw["exact"][key]) <= 0.01, (key, pca["exact"][key], raw["exact"][key])
 assert pca["post_processing"]["projection"] == {"in_dim": 1280, "out_dim": 256}
 assert info["dim"] == 256 and info["model_dim"] == 1280
-assert info["projection"]["fitted"]["method"] == "pca", info["projection"]
+assert info["projection"]["fitted"]["method"] == "pca" and info["projection"]["rescore"] is True, info["projection"]
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[5])]
 assert rows[0][3] == sys.argv[6] and float(rows[0][2]) > 0.999, rows[0]
 PY
