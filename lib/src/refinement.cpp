@@ -354,17 +354,21 @@ void ImageIndex::add_transformed(const std::vector<IndexEntry>& entries, const f
   for (std::size_t i = 0; i < m; ++i)
     IMGSEARCH_CHECK(normalise(model_rows.data() + i * model_dim_, model_dim_), ErrorKind::InvalidArgument,
                     "{}: zero or non-finite vector", entries[i].path);
+  if (!augmentation_.enabled()) {
+    // Projected only: the new rows alone (projecting every existing one again would make
+    // adding in batches quadratic).
+    std::vector<float> added(m * static_cast<std::size_t>(dim));
+    project_rows(projection_, model_rows.data(), colour_rows(projection_, entries).data(), m, added.data());
+    add_search_vectors(entries, added.data(), threads, progress);
+    model_vectors_.insert(model_vectors_.end(), model_rows.begin(), model_rows.end());
+    return;
+  }
   std::vector<float> base = base_vectors();  // the n existing, then the m new
   base.resize((n + m) * static_cast<std::size_t>(dim));
   if (projection_.enabled())
     project_rows(projection_, model_rows.data(), colour_rows(projection_, entries).data(), m, base.data() + n * dim);
   else std::memcpy(base.data() + n * dim, model_rows.data(), sizeof(float) * m * dim);
 
-  if (!augmentation_.enabled()) {
-    add_search_vectors(entries, base.data() + n * dim, threads, progress);
-    model_vectors_.insert(model_vectors_.end(), model_rows.begin(), model_rows.end());
-    return;
-  }
   // The new entries' neighbourhoods, and every existing entry whose k nearest now include
   // a new one (its augmented vector changes): one (m x (n + m)) product.
   const int k = augmentation_.k;
