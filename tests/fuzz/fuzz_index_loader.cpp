@@ -43,6 +43,10 @@ void load(const std::uint8_t* data, std::size_t size, const imgsearch::IndexLoad
         // A colour histogram for a colour projection (COLRHIST, refinement.h).
         const std::vector<float> colour(imgsearch::kColourBins, 1.0f / imgsearch::kColourBins);
         imgsearch::refined_search(index, model_query.data(), colour.data(), 5, 16, false, {3, 2.0f});
+        // Without expansion: a PCA projection's candidates are rescored by the model
+        // vectors, read with pread from the file when they were left there.
+        imgsearch::refined_search(index, model_query.data(), colour.data(), 5, 16, false, {});
+        index.model_vector_copy(index.size() - 1);
         index.add({imgsearch::IndexEntry{"/fuzz/new.jpg", 1, 1, {}, colour}}, model_query.data(), 1);
         index.search(query.data(), 5, 16);
         index.remove_if([](const imgsearch::IndexEntry& e) { return e.size == 1; }, 1);

@@ -40,7 +40,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < n; ++i) {
       double norm = 0;
       std::vector<float> row(dim);
-      for (float& v : row) norm += double(v = normal(rng)) * v;
+      for (float& v : row) {
+        v = normal(rng);
+        norm += double(v) * v;
+      }
       for (float& v : row) f.vectors.push_back(static_cast<float>(v / std::sqrt(norm)));
       f.paths.push_back("/p/" + std::to_string(i) + ".jpg");
     }
@@ -119,6 +122,18 @@ int main(int argc, char** argv) {
       index.set_augmentation({}, 1);
       index.set_projection(c, 1);
       save_index(index, (out / "index" / (name + "-colour.index")).string());
+      // A projection for memory (learn --pca: description "method": "pca", searches
+      // rescored by the model vectors) over int8 codes, without augmentation or expansion.
+      Projection pca;
+      pca.in_dim = dim;
+      pca.out_dim = 2;
+      pca.mean.assign(dim, 0.0f);
+      for (int i = 0; i < pca.out_dim * dim; ++i) pca.matrix.push_back(normal(rng));
+      pca.description = "{\"method\":\"pca\"}";
+      index.set_query_expansion({});
+      index.set_projection(pca, 1);
+      index.set_vector_codes(VectorCodes::Int8, 1);
+      save_index(index, (out / "index" / (name + "-pca-int8.index")).string());
     }
   }
   return 0;
