@@ -191,6 +191,10 @@ MappedFile::~MappedFile() {
   if (fd >= 0) ::close(fd);
 }
 
+void MappedFile::drop_pages() const {
+  if (data) ::madvise(const_cast<std::uint8_t*>(data), size, MADV_DONTNEED);
+}
+
 void BinaryFileReader::check_header(const char (&magic)[kMagicSize + 1], const char* what, std::uint32_t max_version) {
   if (std::memcmp(data_, magic, kMagicSize) != 0) fail(std::string("not an imgsearch ") + what + " (wrong magic)");
   std::uint32_t count = 0;

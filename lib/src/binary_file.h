@@ -66,6 +66,9 @@ struct MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   ~MappedFile();
+  // Drops the mapping's pages from the resident set (MADV_DONTNEED): what stays mapped is
+  // read again from the page cache only where it is touched.
+  void drop_pages() const;
 };
 
 // Maps a file read-only and checks its header; sections are checksummed when fetched.

@@ -22,7 +22,6 @@
 #include <shared_mutex>
 #include <thread>
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 namespace imgsearch {
@@ -636,7 +635,6 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
 void attach_file_rows(ImageIndex& index, std::shared_ptr<const MappedFile> file, const std::uint8_t* rows) {
   ImageIndex::Impl& impl = *index.impl_;
   if (!impl.compact()) return;
-  ::madvise(const_cast<std::uint8_t*>(file->data), file->size, MADV_DONTNEED);
   impl.file = std::move(file);
   impl.file_rows = rows;
 }

@@ -20,8 +20,8 @@ void write_tombstones(const ImageIndex& index, BinaryFileWriter& out);
 void restore_graph(ImageIndex& index, ByteReader& graph, const std::uint8_t* vectors, std::uint64_t tombstones = 0,
                    const std::uint8_t* tombstone_vectors = nullptr);
 // A compact index just restored: its exact rows (index.size() x index.dim() floats at
-// `rows`, inside `file`) stay in the file. The mapping's pages are dropped
-// (MADV_DONTNEED) so they leave the resident set; search() reads rows with pread.
+// `rows`, inside `file`) stay in the file: search() reads them with pread, and load_index
+// drops the mapping's pages (MappedFile::drop_pages) once it has read the rest.
 void attach_file_rows(ImageIndex& index, std::shared_ptr<const MappedFile> file, const std::uint8_t* rows);
 
 }  // namespace imgsearch::detail

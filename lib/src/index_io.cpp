@@ -17,7 +17,6 @@
 #include <cstring>
 #include <set>
 
-#include <sys/mman.h>
 
 namespace imgsearch {
 
@@ -485,9 +484,9 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
     }
     r.expect_end();
   }
-  // The checksums read every page of the file; the model's vectors left in it are read
-  // again only for the images asked about.
-  if (index.mapped_model_vectors_) ::madvise(const_cast<std::uint8_t*>(index.model_file_->data), index.model_file_->size, MADV_DONTNEED);
+  // The checksums read every page of the file. What stays in it (a compact index's exact
+  // rows, model vectors left in the file) is read again only for the images asked about.
+  if (index.mapped_model_vectors_ || codes != VectorCodes::F32) in.mapping()->drop_pages();
   return index;
 }
 
