@@ -66,6 +66,26 @@ bool colour_column(const std::string& name) {
 
 std::string megabytes(std::uint64_t bytes) { return fmt::format("{:.1f} MB", bytes / 1e6); }
 
+// What every fit reports, PCA or LDA: as JSON fields, and as the text's last lines.
+void add_report(nlohmann::json& out, const LearnReport& r, double total) {
+  out["images"] = r.images;
+  out["fitted"] = r.fitted;
+  out["in_dim"] = r.in_dim;
+  out["out_dim"] = r.out_dim;
+  out["fit_seconds"] = r.fit_seconds;
+  out["apply_seconds"] = r.apply_seconds;
+  out["seconds"] = total;
+  out["vector_bytes_before"] = r.vector_bytes_before;
+  out["vector_bytes_after"] = r.vector_bytes_after;
+}
+void print_report_end(const LearnReport& r, double total) {
+  std::printf("every stored vector and every query is projected from now on; new images too\n");
+  std::printf("vectors searched: %s -> %s; the model's vectors stay in the file for `learn --reset`\n",
+              megabytes(r.vector_bytes_before).c_str(), megabytes(r.vector_bytes_after).c_str());
+  std::printf("time: fit %.1f s, projecting and rebuilding the graph %.1f s, %.1f s in all\n", r.fit_seconds,
+              r.apply_seconds, total);
+}
+
 int run_pca(const LearnArgs& args, ImageIndex& index, const std::string& index_path) {
   LearnOptions options;
   options.dim = args.dim > 0 ? args.dim : 256;
@@ -79,27 +99,15 @@ int run_pca(const LearnArgs& args, ImageIndex& index, const std::string& index_p
   save_index(index, index_path);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (args.json) {
-    description["images"] = r.images;
-    description["fitted"] = r.fitted;
-    description["in_dim"] = r.in_dim;
-    description["out_dim"] = r.out_dim;
+    add_report(description, r, total);
     description["energy_kept"] = r.energy_kept;
-    description["fit_seconds"] = r.fit_seconds;
-    description["apply_seconds"] = r.apply_seconds;
-    description["seconds"] = total;
-    description["vector_bytes_before"] = r.vector_bytes_before;
-    description["vector_bytes_after"] = r.vector_bytes_after;
     std::cout << description.dump() << '\n';
     return kExitOk;
   }
   std::printf("learned a PCA projection %d -> %d dimensions from %zu of %zu images (no labels); it keeps %.1f %% of "
               "their vectors' energy\n",
               r.in_dim, r.out_dim, r.fitted, r.images, 100 * r.energy_kept);
-  std::printf("every stored vector and every query is projected from now on; new images too\n");
-  std::printf("vectors searched: %s -> %s; the model's vectors stay in the file for `learn --reset`\n",
-              megabytes(r.vector_bytes_before).c_str(), megabytes(r.vector_bytes_after).c_str());
-  std::printf("time: fit %.1f s, projecting and rebuilding the graph %.1f s, %.1f s in all\n", r.fit_seconds,
-              r.apply_seconds, total);
+  print_report_end(r, total);
   return kExitOk;
 }
 
@@ -158,19 +166,11 @@ int run_learn(const LearnArgs& args) {
   save_index(index, index_path);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (args.json) {
-    description["images"] = r.images;
+    add_report(description, r, total);
     description["labelled"] = r.labelled;
     description["held_out"] = r.held_out;
-    description["fitted"] = r.fitted;
     description["label_count"] = r.labels;
-    description["in_dim"] = r.in_dim;
     description["colour"] = options.colour;
-    description["out_dim"] = r.out_dim;
-    description["fit_seconds"] = r.fit_seconds;
-    description["apply_seconds"] = r.apply_seconds;
-    description["seconds"] = total;
-    description["vector_bytes_before"] = r.vector_bytes_before;
-    description["vector_bytes_after"] = r.vector_bytes_after;
     std::cout << description.dump() << '\n';
     return kExitOk;
   }
@@ -181,11 +181,7 @@ int run_learn(const LearnArgs& args) {
                 r.in_dim - r.colour_bins, r.colour_bins, args.colour_weight);
   std::printf("images: %zu in the index, %zu labelled, %zu held out (--holdout %g --seed %llu), %zu fitted on\n",
               r.images, r.labelled, r.held_out, args.holdout, static_cast<unsigned long long>(args.seed), r.fitted);
-  std::printf("every stored vector and every query is projected from now on; new images too\n");
-  std::printf("vectors searched: %s -> %s; the model's vectors stay in the file for `learn --reset`\n",
-              megabytes(r.vector_bytes_before).c_str(), megabytes(r.vector_bytes_after).c_str());
-  std::printf("time: fit %.1f s, projecting and rebuilding the graph %.1f s, %.1f s in all\n", r.fit_seconds,
-              r.apply_seconds, total);
+  print_report_end(r, total);
   return kExitOk;
 }
 

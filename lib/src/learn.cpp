@@ -32,6 +32,24 @@ struct TorchThreads {
   }
   ~TorchThreads() { torch::set_num_threads(saved); }
 };
+
+std::vector<float> to_floats(const torch::Tensor& t) {
+  const torch::Tensor f = t.to(torch::kFloat32).contiguous();
+  return std::vector<float>(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+}
+
+// The common end of every fit: the projection set on the index (projecting every stored
+// vector and rebuilding the graph), timed, and the report completed.
+LearnReport apply_projection(ImageIndex& index, Projection projection, int threads,
+                             std::chrono::steady_clock::time_point fit_start, LearnReport report) {
+  report.fit_seconds = seconds_since(fit_start);
+  report.out_dim = projection.out_dim;
+  const auto apply_start = std::chrono::steady_clock::now();
+  index.set_projection(std::move(projection), threads);
+  report.apply_seconds = seconds_since(apply_start);
+  report.vector_bytes_after = static_cast<std::uint64_t>(index.size()) * index.dim() * sizeof(float);
+  return report;
+}
 }  // namespace
 
 LearnReport learn_projection(ImageIndex& index, const Labels& labels, const LearnOptions& options) {
@@ -94,14 +112,7 @@ LearnReport learn_projection(ImageIndex& index, const Labels& labels, const Lear
                   "held out)",
                   classes, report.labelled, report.held_out);
   const int out_dim = std::min<int>({options.dim, static_cast<int>(classes) - 1, dim_in});
-  const int threads =
-      options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int saved_threads = torch::get_num_threads();
-  torch::set_num_threads(threads);
-  struct RestoreThreads {
-    int n;
-    ~RestoreThreads() { torch::set_num_threads(n); }
-  } restore{saved_threads};
+  const TorchThreads threads(options.threads);
 
   torch::NoGradGuard no_grad;
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
@@ -151,19 +162,10 @@ LearnReport learn_projection(ImageIndex& index, const Labels& labels, const Lear
   projection.colour_bins = colour_bins;
   projection.colour_weight = options.colour ? static_cast<float>(options.colour_weight) : 0.0f;
   projection.out_dim = out_dim;
-  const torch::Tensor mean32 = mean.to(torch::kFloat32).contiguous();
-  const torch::Tensor w32 = w.to(torch::kFloat32).contiguous();
-  projection.mean.assign(mean32.data_ptr<float>(), mean32.data_ptr<float>() + dim_in);
-  projection.matrix.assign(w32.data_ptr<float>(), w32.data_ptr<float>() + static_cast<std::size_t>(out_dim) * dim_in);
+  projection.mean = to_floats(mean);
+  projection.matrix = to_floats(w);
   projection.description = options.description;
-  report.fit_seconds = seconds_since(start);
-
-  const auto apply_start = std::chrono::steady_clock::now();
-  index.set_projection(std::move(projection), options.threads);
-  report.apply_seconds = seconds_since(apply_start);
-  report.out_dim = out_dim;
-  report.vector_bytes_after = static_cast<std::uint64_t>(n) * index.dim() * sizeof(float);
-  return report;
+  return apply_projection(index, std::move(projection), options.threads, start, report);
 }
 
 LearnReport learn_pca(ImageIndex& index, const LearnOptions& options) {
@@ -224,8 +226,7 @@ LearnReport learn_pca(ImageIndex& index, const LearnOptions& options) {
   projection.in_dim = model_dim;
   projection.out_dim = out_dim;
   projection.mean.assign(static_cast<std::size_t>(model_dim), 0.0f);  // not centred: see learn.h
-  const torch::Tensor w32 = top.to(torch::kFloat32).contiguous();
-  projection.matrix.assign(w32.data_ptr<float>(), w32.data_ptr<float>() + static_cast<std::size_t>(out_dim) * model_dim);
+  projection.matrix = to_floats(top);
   // "method": "pca" is what tells a reader to rescore (refinement.h), whatever else the
   // caller recorded.
   nlohmann::json description = nlohmann::json::parse(options.description, nullptr, false);
@@ -233,14 +234,7 @@ LearnReport learn_pca(ImageIndex& index, const LearnOptions& options) {
   description["method"] = "pca";
   projection.description = description.dump();
   projection.rescore = true;
-  report.fit_seconds = seconds_since(start);
-
-  const auto apply_start = std::chrono::steady_clock::now();
-  index.set_projection(std::move(projection), options.threads);
-  report.apply_seconds = seconds_since(apply_start);
-  report.out_dim = out_dim;
-  report.vector_bytes_after = static_cast<std::uint64_t>(n) * index.dim() * sizeof(float);
-  return report;
+  return apply_projection(index, std::move(projection), options.threads, start, report);
 }
 
 }  // namespace imgsearch
