@@ -195,6 +195,17 @@ void MappedFile::drop_pages() const {
   if (data) ::madvise(const_cast<std::uint8_t*>(data), size, MADV_DONTNEED);
 }
 
+bool MappedFile::read_at(std::uint64_t offset, void* out, std::size_t bytes) const {
+  std::size_t done = 0;
+  while (done < bytes) {
+    const ssize_t got = ::pread(fd, static_cast<char*>(out) + done, bytes - done, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    done += static_cast<std::size_t>(got);
+  }
+  return true;
+}
+
 void BinaryFileReader::check_header(const char (&magic)[kMagicSize + 1], const char* what, std::uint32_t max_version) {
   if (std::memcmp(data_, magic, kMagicSize) != 0) fail(std::string("not an imgsearch ") + what + " (wrong magic)");
   std::uint32_t count = 0;

@@ -69,6 +69,9 @@ struct MappedFile {
   // Drops the mapping's pages from the resident set (MADV_DONTNEED): what stays mapped is
   // read again from the page cache only where it is touched.
   void drop_pages() const;
+  // Reads `bytes` at `offset` with pread (never the mapping, which faults where the file
+  // has been truncated since). False when the file no longer holds them.
+  bool read_at(std::uint64_t offset, void* out, std::size_t bytes) const;
 };
 
 // Maps a file read-only and checks its header; sections are checksummed when fetched.

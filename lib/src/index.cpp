@@ -105,16 +105,9 @@ struct ImageIndex::Impl {
   const float* read_row(std::uint64_t where, int dim, float* buffer) const {
     if (where & kRowInMemory) return row(where, dim);
     const std::size_t bytes = static_cast<std::size_t>(dim) * sizeof(float);
-    const auto offset = static_cast<off_t>((file_rows - file->data) + where * bytes);
-    std::size_t done = 0;
-    while (done < bytes) {
-      const ssize_t got = ::pread(file->fd, reinterpret_cast<char*>(buffer) + done, bytes - done, offset + static_cast<off_t>(done));
-      if (got < 0 && errno == EINTR) continue;
-      // Not the mapping: a truncated file would fault there.
-      IMGSEARCH_CHECK(got > 0, ErrorKind::Io, "index: the file was truncated since it was loaded (a vector is "
-                      "unreadable); load it again");
-      done += static_cast<std::size_t>(got);
-    }
+    IMGSEARCH_CHECK(file->read_at(static_cast<std::uint64_t>(file_rows - file->data) + where * bytes, buffer, bytes),
+                    ErrorKind::Io, "index: the file was truncated since it was loaded (a vector is unreadable); load "
+                    "it again");
     return buffer;
   }
 };

@@ -10,12 +10,9 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
-
-#include <unistd.h>
 
 namespace imgsearch {
 
@@ -223,17 +220,11 @@ std::vector<float> ImageIndex::model_vector_copy(std::size_t id) const {
   }
   std::vector<float> out(dim);
   const std::size_t bytes = dim * sizeof(float);
-  const auto offset = static_cast<off_t>(reinterpret_cast<const std::uint8_t*>(mapped_model_vectors_) - model_file_->data +
-                                         id * bytes);
-  std::size_t done = 0;
-  while (done < bytes) {
-    const ssize_t got = ::pread(model_file_->fd, reinterpret_cast<char*>(out.data()) + done, bytes - done,
-                                offset + static_cast<off_t>(done));
-    if (got < 0 && errno == EINTR) continue;
-    IMGSEARCH_CHECK(got > 0, ErrorKind::Io, "index: the file was truncated or changed since it was loaded (image {}'s "
-                    "vector is unreadable); load it again", id);
-    done += static_cast<std::size_t>(got);
-  }
+  const auto offset = static_cast<std::uint64_t>(reinterpret_cast<const std::uint8_t*>(mapped_model_vectors_) -
+                                                 model_file_->data) + id * bytes;
+  IMGSEARCH_CHECK(model_file_->read_at(offset, out.data(), bytes), ErrorKind::Io,
+                  "index: the file was truncated or changed since it was loaded (image {}'s vector is unreadable); "
+                  "load it again", id);
   for (const float v : out)
     IMGSEARCH_CHECK(std::isfinite(v), ErrorKind::Io, "index: the file was changed since it was loaded (image {}'s "
                     "vector holds NaN or infinity); load it again", id);
