@@ -35,12 +35,6 @@ namespace imgsearch {
 
 namespace {
 
-// A long-running server loads what a one-shot searcher does: a projected index's model
-// vectors stay in the file and are read with pread (model_vector_copy), as a compact
-// index's exact rows are, so a file overwritten in place under it fails a request or a
-// reload, never the process.
-IndexLoadOptions serve_load_options() { return search_load_options(); }
-
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
@@ -449,7 +443,10 @@ SearchService::SearchService(ServeOptions options) : impl_(std::make_unique<Impl
     check_expansion_settings(std::max(s.options.qe_k, 0), s.options.qe_alpha >= 0 ? s.options.qe_alpha : 3.0f,
                              "serve: query expansion");
   stat_signature(s.options.index_path, s.signature);
-  auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path, serve_load_options()));
+  // Loaded as `query` loads it: what stays in the file (compact rows, a projected index's
+  // model vectors) is read with pread, so a file changed in place under a long-running
+  // server fails the requests that read it, never the process.
+  auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path, search_load_options()));
   s.file_size = s.signature.size;
   s.model = load_model_for_index(s.options.model_path, s.options.model, index->model(), s.options.index_path);
   {
@@ -494,7 +491,7 @@ bool SearchService::reload_if_changed() {
   }
   std::string error;
   try {
-    auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path, serve_load_options()));
+    auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path, search_load_options()));
     if (!same_embedding(index->model(), s.served_model) || index->model_dim() != s.served_dim)
       throw_error(ErrorKind::Mismatch,
                   "{}: the new index was built with another model ({}, hash {}) than the one being served ({}, hash "
