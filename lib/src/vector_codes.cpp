@@ -185,15 +185,21 @@ void f16_encode_portable(const float* v, std::size_t n, std::uint8_t* out) {
   }
 }
 
+namespace {
+// round(v * inv) clamped to +-127: the portable encoder, and the SIMD one's tail.
+void i8_quantise(const float* v, std::size_t n, float inv, std::int8_t* out) {
+  for (std::size_t i = 0; i < n; ++i)
+    out[i] = static_cast<std::int8_t>(std::clamp(std::nearbyint(v[i] * inv), -127.0f, 127.0f));
+}
+float i8_scale(float max_abs) { return max_abs > 0 ? max_abs / 127.0f : 0.0f; }
+float i8_inverse_scale(float max_abs) { return max_abs > 0 ? 127.0f / max_abs : 0.0f; }
+}  // namespace
+
 float i8_encode_portable(const float* v, std::size_t n, std::int8_t* out) {
   float max_abs = 0;
   for (std::size_t i = 0; i < n; ++i) max_abs = std::max(max_abs, std::fabs(v[i]));
-  const float inv = max_abs > 0 ? 127.0f / max_abs : 0.0f;
-  for (std::size_t i = 0; i < n; ++i) {
-    const float q = std::nearbyint(v[i] * inv);
-    out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0f, 127.0f));
-  }
-  return max_abs > 0 ? max_abs / 127.0f : 0.0f;
+  i8_quantise(v, n, i8_inverse_scale(max_abs), out);
+  return i8_scale(max_abs);
 }
 
 __attribute__((target("avx2,f16c"))) void f16_encode_avx2(const float* v, std::size_t n, std::uint8_t* out) {
@@ -213,7 +219,7 @@ __attribute__((target("avx2"))) float i8_encode_avx2(const float* v, std::size_t
   h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
   float max_abs = _mm_cvtss_f32(h);
   for (; i < n; ++i) max_abs = std::max(max_abs, std::fabs(v[i]));
-  const float inv = max_abs > 0 ? 127.0f / max_abs : 0.0f;
+  const float inv = i8_inverse_scale(max_abs);
   const __m256 scale = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
   auto quantise = [&](const float* p) {
     __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p), scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -227,11 +233,8 @@ __attribute__((target("avx2"))) float i8_encode_avx2(const float* v, std::size_t
     const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), bytes);
   }
-  for (; i < n; ++i) {
-    const float q = std::nearbyint(v[i] * inv);
-    out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0f, 127.0f));
-  }
-  return max_abs > 0 ? max_abs / 127.0f : 0.0f;
+  i8_quantise(v + i, n - i, inv, out + i);
+  return i8_scale(max_abs);
 }
 
 // F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
