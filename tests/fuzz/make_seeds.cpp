@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <string>
 
 using namespace imgsearch;
 
@@ -95,13 +96,18 @@ int main(int argc, char** argv) {
       save_index(removed, (out / "index" / (name + "-int8-tombstones.index")).string());
     }
     if (n == 12) {  // with every post-processing section (refinement.h)
-      Projection p;
-      p.in_dim = dim;
-      p.out_dim = 2;
-      p.mean.assign(dim, 0.01f);
-      for (int i = 0; i < p.out_dim * dim; ++i) p.matrix.push_back(normal(rng));
-      p.description = "{\"method\":\"seed\"}";
-      index.set_projection(p, 1);
+      // A random dim -> 2 projection; "pca" as its method makes searches rescore.
+      // (dim is a parameter: clang 14 cannot capture a structured binding.)
+      auto random_projection = [&rng, &normal](int in_dim, float mean, const std::string& method) {
+        Projection p;
+        p.in_dim = in_dim;
+        p.out_dim = 2;
+        p.mean.assign(in_dim, mean);
+        for (int i = 0; i < p.out_dim * in_dim; ++i) p.matrix.push_back(normal(rng));
+        p.description = "{\"method\":\"" + method + "\"}";
+        return p;
+      };
+      index.set_projection(random_projection(dim, 0.01f, "seed"), 1);
       index.set_augmentation({2, 3.0f}, 1);
       index.set_query_expansion({3, 1.0f});
       save_index(index, (out / "index" / (name + "-refined.index")).string());
@@ -124,14 +130,8 @@ int main(int argc, char** argv) {
       save_index(index, (out / "index" / (name + "-colour.index")).string());
       // A projection for memory (learn --pca: description "method": "pca", searches
       // rescored by the model vectors) over int8 codes, without augmentation or expansion.
-      Projection pca;
-      pca.in_dim = dim;
-      pca.out_dim = 2;
-      pca.mean.assign(dim, 0.0f);
-      for (int i = 0; i < pca.out_dim * dim; ++i) pca.matrix.push_back(normal(rng));
-      pca.description = "{\"method\":\"pca\"}";
       index.set_query_expansion({});
-      index.set_projection(pca, 1);
+      index.set_projection(random_projection(dim, 0.0f, "pca"), 1);
       index.set_vector_codes(VectorCodes::Int8, 1);
       save_index(index, (out / "index" / (name + "-pca-int8.index")).string());
     }
