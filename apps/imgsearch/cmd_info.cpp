@@ -31,9 +31,11 @@ int run_info(const std::string& index_option, bool json) {
   std::cout << fmt::format("index:      {}\n", path);
   std::cout << fmt::format("images:     {}\n", index.size());
   std::cout << fmt::format("dimension:  {}\n", index.dim());
-  std::cout << fmt::format("vectors:    {}{}\n", vector_codes_name(index.vector_codes()),
-                           index.vector_codes() == VectorCodes::F32 ? ""
-                                                                    : " codes in memory; float32 rows read from the file to rescore");
+  const VectorCodes codes = index.vector_codes();
+  std::cout << fmt::format("vectors:    {}{}\n", vector_codes_name(codes),
+                           codes == VectorCodes::F32   ? ""
+                           : codes == VectorCodes::F16 ? " codes in memory, stored as the file's rows (binary16)"
+                                                       : " codes in memory; float32 rows read from the file to rescore");
   std::cout << fmt::format("file size:  {} bytes ({:.1f} MiB)\n", file_size, file_size / 1048576.0);
   std::cout << fmt::format("model:      {} ({} weights)\n", m.name, m.weights.empty() ? "unknown" : m.weights);
   std::cout << fmt::format("model file: {}\n", m.path);

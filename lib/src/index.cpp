@@ -46,6 +46,9 @@ class CodeSpace : public hnswlib::SpaceInterface<float> {
   const detail::CodeEncoding& e_;
 };
 constexpr std::uint64_t kRowInMemory = std::uint64_t(1) << 63;
+// An f16 index loaded from a file with binary16 rows (docs/formats.md, "rows"): the codes
+// are the rows, so a row is this flag | its node's hnswlib internal id.
+constexpr std::uint64_t kRowInGraph = std::uint64_t(1) << 62;
 }  // namespace
 
 struct ImageIndex::Impl {
@@ -55,8 +58,9 @@ struct ImageIndex::Impl {
   std::unique_ptr<detail::CodeEncoding> encoding;  // compact codes only
   std::unique_ptr<CodeSpace> code_space;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw;  // null while empty
-  // Compact codes: the exact rows, each entry's either in the index file (a row number)
-  // or added in this process (kRowInMemory | a row of `memory`).
+  // Compact codes: the exact rows, each entry's either in the index file (a row number),
+  // added in this process (kRowInMemory | a row of `memory`), or its own graph code
+  // (kRowInGraph | internal id: f16 rows loaded from a file).
   std::shared_ptr<const detail::MappedFile> file;
   const std::uint8_t* file_rows = nullptr;
   // Rows added here, in fixed blocks: growing never copies them (a contiguous vector's
@@ -95,15 +99,37 @@ struct ImageIndex::Impl {
   hnswlib::SpaceInterface<float>* graph_space() const {
     return compact() ? static_cast<hnswlib::SpaceInterface<float>*>(code_space.get()) : space.get();
   }
+  // Graph rows as floats for vector(), which hands out pointers: decoded all at once on
+  // first use (search() never needs them: it decodes the few rows it rescores).
+  mutable std::once_flag decode_once;
+  mutable std::unique_ptr<float[]> decoded;  // hnswlib internal id x dim
   const float* row(std::uint64_t where, int dim) const {
     if (where & kRowInMemory) return memory_row(where & ~kRowInMemory, dim);
-    return reinterpret_cast<const float*>(file_rows + where * static_cast<std::size_t>(dim) * sizeof(float));
+    const std::size_t d = static_cast<std::size_t>(dim);
+    if (where & kRowInGraph) {
+      std::call_once(decode_once, [&] {
+        const std::size_t nodes = hnsw->cur_element_count;
+        decoded.reset(new float[std::max<std::size_t>(1, nodes * d)]);
+        parallel_for(0, nodes, resolve_threads(0), [&](std::size_t i) {
+          encoding->decode(graph_code(i), decoded.get() + i * d);
+        }, /*min_parallel=*/1024);
+      });
+      return decoded.get() + (where & ~kRowInGraph) * d;
+    }
+    return reinterpret_cast<const float*>(file_rows + where * d * sizeof(float));
+  }
+  const std::uint8_t* graph_code(std::size_t internal) const {
+    return reinterpret_cast<const std::uint8_t*>(hnsw->getDataByInternalId(static_cast<hnswlib::tableint>(internal)));
   }
   // The row into `buffer` by pread when it is in the file, so that rescoring never maps
   // file pages into the resident set, and a file truncated under a long-running reader
   // throws instead of faulting.
   const float* read_row(std::uint64_t where, int dim, float* buffer) const {
     if (where & kRowInMemory) return row(where, dim);
+    if (where & kRowInGraph) {
+      encoding->decode(graph_code(where & ~kRowInGraph), buffer);
+      return buffer;
+    }
     const std::size_t bytes = static_cast<std::size_t>(dim) * sizeof(float);
     IMGSEARCH_CHECK(file->read_at(static_cast<std::uint64_t>(file_rows - file->data) + where * bytes, buffer, bytes),
                     ErrorKind::Io, "index: the file was truncated since it was loaded (a vector is unreadable); load "
@@ -158,6 +184,13 @@ const float* ImageIndex::vector(std::size_t id) const {
   IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
   if (impl_->compact()) return impl_->row(impl_->row_of[id], dim_);
   return reinterpret_cast<const float*>(impl_->hnsw->getDataByInternalId(impl_->internal_of[id]));
+}
+
+void ImageIndex::copy_vector(std::size_t id, float* out) const {
+  IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  const float* row = impl_->compact() ? impl_->read_row(impl_->row_of[id], dim_, out)
+                                      : reinterpret_cast<const float*>(impl_->hnsw->getDataByInternalId(impl_->internal_of[id]));
+  if (row != out) std::memcpy(out, row, sizeof(float) * dim_);
 }
 
 VectorCodes ImageIndex::vector_codes() const { return impl_->codes; }
@@ -475,17 +508,39 @@ void write_tombstones(const ImageIndex& index, BinaryFileWriter& out) {
   const auto& h = *index.impl_->hnsw;
   out.write_u64(h.num_deleted_);
   // A compact index keeps only its tombstones' codes: they are written decoded (they only
-  // route searches; encoding the decoded vector gives the same code back).
+  // route searches; encoding the decoded vector gives the same code back), or as they are
+  // where the rows are binary16.
   const ImageIndex::Impl& impl = *index.impl_;
   std::vector<float> decoded(impl.compact() ? index.dim() : 0);
   for (hnswlib::tableint i = 0; i < h.cur_element_count; ++i) {
     if (!h.isMarkedDeleted(i)) continue;
-    if (impl.compact()) {
+    if (impl.codes == VectorCodes::F16) {
+      out.write(h.getDataByInternalId(i), 2 * static_cast<std::size_t>(index.dim()));
+    } else if (impl.compact()) {
       impl.encoding->decode(reinterpret_cast<const std::uint8_t*>(h.getDataByInternalId(i)), decoded.data());
       out.write(decoded.data(), sizeof(float) * index.dim());
     } else {
       out.write(h.getDataByInternalId(i), sizeof(float) * index.dim());
     }
+  }
+}
+
+void write_search_rows(const ImageIndex& index, BinaryFileWriter& out) {
+  const ImageIndex::Impl& impl = *index.impl_;
+  const std::size_t dim = static_cast<std::size_t>(index.dim());
+  if (impl.codes != VectorCodes::F16) {
+    for (std::size_t id = 0; id < index.size(); ++id) out.write(index.vector(id), sizeof(float) * dim);
+    return;
+  }
+  std::vector<std::uint8_t> half(2 * dim);
+  for (std::size_t id = 0; id < index.size(); ++id) {
+    const std::uint64_t where = impl.row_of[id];
+    if (where & kRowInGraph) {
+      out.write(impl.graph_code(where & ~kRowInGraph), 2 * dim);
+      continue;
+    }
+    f16_encode(impl.row(where, static_cast<int>(dim)), dim, half.data());
+    out.write(half.data(), 2 * dim);
   }
 }
 
@@ -519,7 +574,7 @@ void write_graph(const ImageIndex& index, BinaryFileWriter& out) {
 }
 
 void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, std::uint64_t tombstones,
-                   const std::uint8_t* tombstone_vecs) {
+                   const std::uint8_t* tombstone_vecs, bool f16_rows) {
   constexpr std::uint32_t kMaxLevel = 64;  // hnswlib levels are ~log_M(n): 64 is unreachable
   const std::uint64_t live = index.size();
   const std::uint64_t count = live + tombstones;  // graph nodes
@@ -562,6 +617,8 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   if (levels[enter_point] != max_level) g.fail("entry point is not on the top level");
 
   ImageIndex::Impl& impl = *index.impl_;
+  if (f16_rows && impl.codes != VectorCodes::F16) g.fail("internal error: binary16 rows in an index without f16 codes");
+  const std::size_t row_bytes = static_cast<std::size_t>(dim) * (f16_rows ? 2 : sizeof(float));
   impl.hnsw = new_hnsw(impl.graph_space(), count, params.M, params.ef_construction);
   impl.current_ef = 0;
   auto& h = *impl.hnsw;
@@ -571,8 +628,8 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
     const auto id = static_cast<hnswlib::tableint>(i);
     char* element = h.data_level0_memory_ + i * h.size_data_per_element_;
     std::memset(element, 0, h.size_data_per_element_);
-    const std::uint8_t* vec = i < live ? vecs + i * dim * sizeof(float) : tombstone_vecs + (i - live) * dim * sizeof(float);
-    if (!impl.compact()) std::memcpy(h.getDataByInternalId(id), vec, sizeof(float) * dim);
+    const std::uint8_t* vec = i < live ? vecs + i * row_bytes : tombstone_vecs + (i - live) * row_bytes;
+    if (!impl.compact() || f16_rows) std::memcpy(h.getDataByInternalId(id), vec, row_bytes);  // the rest stays 0
     if (i < live) {
       h.setExternalLabel(id, i);
       h.label_lookup_[i] = id;
@@ -607,7 +664,10 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   h.maxlevel_ = static_cast<int>(max_level);
   impl.internal_of.resize(live);
   for (std::uint64_t i = 0; i < live; ++i) impl.internal_of[i] = static_cast<hnswlib::tableint>(i);
-  if (impl.compact()) {  // codes are derived from the rows, not stored
+  if (f16_rows) {
+    impl.row_of.resize(live);
+    for (std::uint64_t i = 0; i < live; ++i) impl.row_of[i] = kRowInGraph | i;
+  } else if (impl.compact()) {  // codes are derived from the rows, not stored
     parallel_for(0, count, resolve_threads(0), [&](std::size_t i) {
       const std::uint8_t* vec = i < live ? vecs + i * dim * sizeof(float) : tombstone_vecs + (i - live) * dim * sizeof(float);
       auto* code = reinterpret_cast<std::uint8_t*>(h.getDataByInternalId(static_cast<hnswlib::tableint>(i)));

@@ -38,8 +38,9 @@ const std::set<std::string>& known_features() {
   // vector_codes: the graph searches compact codes (META "vectors"); a reader that ignored
   // it would load the graph over float32 rows it was not built on.
   // colour_projection: the projection also takes each image's colour histogram (COLRHIST).
+  // f16_rows: the searched rows (VECS, SRCHVECS, TOMBSTNS) are binary16 (META "rows").
   static const std::set<std::string> features{"projection", "augmentation", "query_expansion", "tombstones",
-                                              "vector_codes", "colour_projection"};
+                                              "vector_codes", "colour_projection", "f16_rows"};
   return features;
 }
 constexpr std::uint32_t kNoNeighbour = 0xFFFFFFFFu;
@@ -70,6 +71,33 @@ std::uint64_t first_non_finite(const std::uint8_t* bytes, std::uint64_t n) {
   });
   return first.load();
 }
+// The same for `n` binary16 values (all exponent bits set: 0x7c00).
+std::uint64_t first_non_finite_f16(const std::uint8_t* bytes, std::uint64_t n) {
+  constexpr std::uint64_t kBlock = 1 << 18;
+  std::atomic<std::uint64_t> first{n};
+  parallel_for(0, (n + kBlock - 1) / kBlock, resolve_threads(0), [&](std::size_t b) {
+    const std::uint64_t begin = b * kBlock, end = std::min(n, begin + kBlock);
+    std::uint16_t bad = 0;
+    for (std::uint64_t i = begin; i < end; ++i) {
+      std::uint16_t u;
+      std::memcpy(&u, bytes + 2 * i, 2);
+      bad |= (u & 0x7c00u) == 0x7c00u;
+    }
+    if (!bad) return;
+    for (std::uint64_t i = begin; i < end; ++i) {
+      std::uint16_t u;
+      std::memcpy(&u, bytes + 2 * i, 2);
+      if ((u & 0x7c00u) != 0x7c00u) continue;
+      for (std::uint64_t seen = first.load(); i < seen && !first.compare_exchange_weak(seen, i);) {
+      }
+      return;
+    }
+  });
+  return first.load();
+}
+std::uint64_t first_non_finite(const std::uint8_t* bytes, std::uint64_t n, bool f16) {
+  return f16 ? first_non_finite_f16(bytes, n) : first_non_finite(bytes, n);
+}
 constexpr std::size_t kMaxDescriptionBytes = 1 << 20;
 
 void write_float(detail::BinaryFileWriter& out, float v) { out.write(&v, sizeof v); }
@@ -92,6 +120,9 @@ void save_index(const ImageIndex& index, const std::string& path) {
   if (with_tombstones) required.push_back("tombstones");
   const bool compact = index.vector_codes() != VectorCodes::F32;
   if (compact) required.push_back("vector_codes");
+  // f16 indexes store their searched rows as binary16: the codes are the rows.
+  const bool f16_rows = index.vector_codes() == VectorCodes::F16;
+  if (f16_rows) required.push_back("f16_rows");
   const bool transformed = projected || augmented;
   const bool with_signals = index.signals_count() > 0;
   const bool with_thumbs = std::any_of(index.entries().begin(), index.entries().end(),
@@ -113,15 +144,21 @@ void save_index(const ImageIndex& index, const std::string& path) {
   meta["model"] = nlohmann::json::parse(index.model().to_json());
   // f32 indexes write no "vectors": their files stay as before compact codes existed.
   if (compact) meta["vectors"] = vector_codes_name(index.vector_codes());
+  if (f16_rows) meta["rows"] = "f16";
   if (!required.empty()) meta["requires"] = required;
   const std::string meta_text = meta.dump();
   out.begin_section("META");
   out.write(meta_text.data(), meta_text.size());
   out.end_section();
 
-  // The model's vectors; with post-processing, the searched ones follow in SRCHVECS.
+  // The model's vectors; with post-processing (they are float32 then), the searched ones
+  // follow in SRCHVECS.
   out.begin_section("VECS");
-  for (std::size_t id = 0; id < n; ++id) out.write(index.model_vector(id), sizeof(float) * index.model_dim());
+  if (transformed) {
+    for (std::size_t id = 0; id < n; ++id) out.write(index.model_vector(id), sizeof(float) * index.model_dim());
+  } else {
+    detail::write_search_rows(index, out);
+  }
   out.end_section();
 
   out.begin_section("ENTRIES");
@@ -162,7 +199,7 @@ void save_index(const ImageIndex& index, const std::string& path) {
   if (transformed) {
     out.begin_section("SRCHVECS");
     out.write_u32(static_cast<std::uint32_t>(dim));
-    for (std::size_t id = 0; id < n; ++id) out.write(index.vector(id), sizeof(float) * dim);
+    detail::write_search_rows(index, out);
     out.end_section();
   }
   if (projected) {
@@ -224,6 +261,7 @@ struct IndexMeta {
   HnswParams params;
   ModelInfo model;
   VectorCodes codes = VectorCodes::F32;
+  bool f16_rows = false;
 };
 
 IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path) {
@@ -260,6 +298,13 @@ IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path)
     }
     if ((m.codes != VectorCodes::F32) != (m.required.count("vector_codes") > 0))
       in.fail("META \"vectors\" and \"requires\" disagree");
+    if (meta.contains("rows")) {
+      const auto& r = meta.at("rows");
+      if (!r.is_string() || r.get<std::string>() != "f16") in.fail("unknown \"rows\" (known: f16)");
+      m.f16_rows = true;
+    }
+    if (m.f16_rows != (m.required.count("f16_rows") > 0)) in.fail("META \"rows\" and \"requires\" disagree");
+    if (m.f16_rows && m.codes != VectorCodes::F16) in.fail("binary16 rows need \"vectors\": \"f16\"");
   });
   return m;
 }
@@ -273,13 +318,9 @@ ModelInfo load_index_model(const std::string& path) {
 
 ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) {
   detail::BinaryFileReader in(path, kMagic, "index", kVersion);
-  auto [required, count, dim, params, model, codes] = read_meta(in, path);
-
-  const auto [vecs, vecs_size] = in.section("VECS");
-  if (vecs_size / sizeof(float) / dim != count || vecs_size != count * dim * sizeof(float))
-    in.fail("vector section size does not match " + std::to_string(count) + " x " + std::to_string(dim));
-  if (const auto bad = first_non_finite(vecs, count * dim); bad < count * dim)
-    in.fail("vector " + std::to_string(bad / dim) + " holds NaN or infinity");
+  auto [required, count, dim, params, model, codes, f16_rows] = read_meta(in, path);
+  // Bytes a searched row's value takes: VECS without post-processing, SRCHVECS, TOMBSTNS.
+  const std::size_t row_value = f16_rows ? 2 : sizeof(float);
 
   // Post-processing sections (refinement.h), each validated before use.
   auto read_float = [](detail::ByteReader& r) {
@@ -355,14 +396,21 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
     in.fail("META requires colour_projection but there is no PROJECT section");
   const bool transformed = projection.enabled() || augmentation.enabled();
   const int search_dim = projection.enabled() ? projection.out_dim : dim;
+  // VECS: the model's vectors, float32 with post-processing, else the searched rows.
+  const std::size_t vecs_value = transformed ? sizeof(float) : row_value;
+  const auto [vecs, vecs_size] = in.section("VECS");
+  if (vecs_size / vecs_value / dim != count || vecs_size != count * dim * vecs_value)
+    in.fail("vector section size does not match " + std::to_string(count) + " x " + std::to_string(dim));
+  if (const auto bad = first_non_finite(vecs, count * dim, vecs_value == 2); bad < count * dim)
+    in.fail("vector " + std::to_string(bad / dim) + " holds NaN or infinity");
   const std::uint8_t* search_vecs = vecs;
   if (transformed) {
     detail::ByteReader r(in, "SRCHVECS");
     if (r.u32() != static_cast<std::uint32_t>(search_dim)) r.fail("dimension does not match the projection");
-    if (r.remaining() / sizeof(float) / search_dim != count || r.remaining() != count * search_dim * sizeof(float))
+    if (r.remaining() / row_value / search_dim != count || r.remaining() != count * search_dim * row_value)
       r.fail("size does not match " + std::to_string(count) + " x " + std::to_string(search_dim));
     search_vecs = r.bytes(r.remaining());
-    if (const auto bad = first_non_finite(search_vecs, count * search_dim); bad < count * search_dim)
+    if (const auto bad = first_non_finite(search_vecs, count * search_dim, f16_rows); bad < count * search_dim)
       r.fail("vector " + std::to_string(bad / search_dim) + " holds NaN or infinity");
   }
 
@@ -374,11 +422,11 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   if (in.has_section("TOMBSTNS")) {
     detail::ByteReader r(in, "TOMBSTNS");
     tombstones = r.u64();
-    if (tombstones == 0 || tombstones > kMaxEntries - count || tombstones > r.remaining() / (sizeof(float) * search_dim) ||
-        r.remaining() != tombstones * search_dim * sizeof(float))
+    if (tombstones == 0 || tombstones > kMaxEntries - count || tombstones > r.remaining() / (row_value * search_dim) ||
+        r.remaining() != tombstones * search_dim * row_value)
       r.fail("size does not match its count of " + std::to_string(tombstones) + " tombstones");
     tombstone_vecs = r.bytes(r.remaining());
-    if (const auto bad = first_non_finite(tombstone_vecs, tombstones * search_dim); bad < tombstones * search_dim)
+    if (const auto bad = first_non_finite(tombstone_vecs, tombstones * search_dim, f16_rows); bad < tombstones * search_dim)
       r.fail("tombstone " + std::to_string(bad / search_dim) + " holds NaN or infinity");
   }
 
@@ -417,8 +465,8 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   }
 
   detail::ByteReader graph(in, "GRAPH");
-  detail::restore_graph(index, graph, search_vecs, tombstones, tombstone_vecs);
-  if (codes != VectorCodes::F32) detail::attach_file_rows(index, in.mapping(), search_vecs);
+  detail::restore_graph(index, graph, search_vecs, tombstones, tombstone_vecs, f16_rows);
+  if (codes != VectorCodes::F32 && !f16_rows) detail::attach_file_rows(index, in.mapping(), search_vecs);
 
   if (in.has_section("DUPSIGS")) {
     detail::ByteReader r(in, "DUPSIGS");
@@ -486,7 +534,7 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   }
   // The checksums read every page of the file. What stays in it (a compact index's exact
   // rows, model vectors left in the file) is read again only for the images asked about.
-  if (index.mapped_model_vectors_ || codes != VectorCodes::F32) in.mapping()->drop_pages();
+  if (index.mapped_model_vectors_ || (codes != VectorCodes::F32 && !f16_rows)) in.mapping()->drop_pages();
   return index;
 }
 

@@ -139,10 +139,11 @@ void expand_query(const ImageIndex& index, const float* query, const std::vector
   const int dim = index.dim();
   std::memcpy(out, query, sizeof(float) * dim);
   const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(std::max(k, 0)), hits.size());
+  std::vector<float> v(static_cast<std::size_t>(dim));  // copied: a server never decodes a whole f16 index
   for (std::size_t r = 0; r < n; ++r) {
     const float w = expansion_weight(hits[r].score, alpha);
     if (w == 0) continue;
-    const float* v = index.vector(hits[r].id);
+    index.copy_vector(hits[r].id, v.data());
     for (int d = 0; d < dim; ++d) out[d] += w * v[d];
   }
   if (!normalise(out, dim)) std::memcpy(out, query, sizeof(float) * dim);

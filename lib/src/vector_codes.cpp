@@ -185,6 +185,14 @@ void f16_encode_portable(const float* v, std::size_t n, std::uint8_t* out) {
   }
 }
 
+void f16_decode_portable(const std::uint8_t* in, std::size_t n, float* out) {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t h;
+    std::memcpy(&h, in + 2 * i, 2);
+    out[i] = half_to_float(h);
+  }
+}
+
 namespace {
 // round(v * inv) clamped to +-127: the portable encoder, and the SIMD one's tail.
 void i8_quantise(const float* v, std::size_t n, float inv, std::int8_t* out) {
@@ -207,6 +215,13 @@ __attribute__((target("avx2,f16c"))) void f16_encode_avx2(const float* v, std::s
   for (; i + 8 <= n; i += 8)
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), _mm256_cvtps_ph(_mm256_loadu_ps(v + i), _MM_FROUND_TO_NEAREST_INT));
   f16_encode_portable(v + i, n - i, out + 2 * i);
+}
+
+__attribute__((target("avx2,f16c"))) void f16_decode_avx2(const std::uint8_t* in, std::size_t n, float* out) {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 2 * i))));
+  f16_decode_portable(in + 2 * i, n - i, out + i);
 }
 
 __attribute__((target("avx2"))) float i8_encode_avx2(const float* v, std::size_t n, std::int8_t* out) {
@@ -251,18 +266,23 @@ using F16Dot = float (*)(const std::uint16_t*, const std::uint16_t*, std::size_t
 using I8Dot = std::int32_t (*)(const std::int8_t*, const std::int8_t*, std::size_t);
 using F16Encode = void (*)(const float*, std::size_t, std::uint8_t*);
 using I8Encode = float (*)(const float*, std::size_t, std::int8_t*);
+using F16Decode = void (*)(const std::uint8_t*, std::size_t, float*);
 struct Kernels {
   F16Dot f16;
   I8Dot i8;
   const char* name;
   F16Encode f16_encode;
   I8Encode i8_encode;
+  F16Decode f16_decode;
 };
 const Kernels& kernels() {
   static const Kernels k =
-      cpu_has_avx512() ? Kernels{f16_dot_avx512, i8_dot_avx512, "avx512", f16_encode_avx2, i8_encode_avx2}
-      : cpu_has_avx2() ? Kernels{f16_dot_avx2, i8_dot_avx2, "avx2", f16_encode_avx2, i8_encode_avx2}
-                       : Kernels{f16_dot_portable, i8_dot_portable, "portable", f16_encode_portable, i8_encode_portable};
+      cpu_has_avx512()
+          ? Kernels{f16_dot_avx512, i8_dot_avx512, "avx512", f16_encode_avx2, i8_encode_avx2, f16_decode_avx2}
+      : cpu_has_avx2()
+          ? Kernels{f16_dot_avx2, i8_dot_avx2, "avx2", f16_encode_avx2, i8_encode_avx2, f16_decode_avx2}
+          : Kernels{f16_dot_portable, i8_dot_portable, "portable", f16_encode_portable, i8_encode_portable,
+                    f16_decode_portable};
   return k;
 }
 
@@ -328,13 +348,7 @@ class Encoding : public CodeEncoding {
   void decode(const std::uint8_t* code, float* v) const override {
     switch (codes_) {
       case VectorCodes::F32: std::memcpy(v, code, 4 * std::size_t(dim_)); return;
-      case VectorCodes::F16:
-        for (int i = 0; i < dim_; ++i) {
-          std::uint16_t h;
-          std::memcpy(&h, code + 2 * i, 2);
-          v[i] = half_to_float(h);
-        }
-        return;
+      case VectorCodes::F16: kernels().f16_decode(code, std::size_t(dim_), v); return;
       case VectorCodes::Int8: {
         float scale;
         std::memcpy(&scale, code, 4);
@@ -363,6 +377,8 @@ class Encoding : public CodeEncoding {
 }  // namespace
 
 const char* code_kernels_name() { return kernels().name; }
+void f16_encode(const float* v, std::size_t n, std::uint8_t* out) { kernels().f16_encode(v, n, out); }
+void f16_decode(const std::uint8_t* in, std::size_t n, float* out) { kernels().f16_decode(in, n, out); }
 
 std::unique_ptr<CodeEncoding> make_code_encoding(VectorCodes codes, int dim) { return std::make_unique<Encoding>(codes, dim); }
 

@@ -41,6 +41,12 @@ void f16_encode_portable(const float* v, std::size_t n, std::uint8_t* out);  // 
 void f16_encode_avx2(const float* v, std::size_t n, std::uint8_t* out);  // AVX2 + F16C
 float i8_encode_portable(const float* v, std::size_t n, std::int8_t* out);
 float i8_encode_avx2(const float* v, std::size_t n, std::int8_t* out);  // AVX2
+void f16_decode_portable(const std::uint8_t* in, std::size_t n, float* out);
+void f16_decode_avx2(const std::uint8_t* in, std::size_t n, float* out);  // F16C
+// The fastest of each this CPU has: what index files with binary16 rows are written and
+// read with (docs/formats.md, "rows").
+void f16_encode(const float* v, std::size_t n, std::uint8_t* out);
+void f16_decode(const std::uint8_t* in, std::size_t n, float* out);
 bool cpu_has_avx2();    // AVX2, F16C and FMA
 bool cpu_has_avx512();  // AVX-512F and BW
 // The kernel set chosen at run time: "avx512", "avx2" or "portable".

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -258,20 +259,45 @@ TEST_CASE("a compact index saves, loads, grows and shrinks", "[vector_codes][ind
     save_index(index, path);
 
     // The file says what it needs: an imgsearch that does not know compact codes refuses
-    // it ("needs feature 'vector_codes'") rather than reading the graph over float rows.
+    // it ("needs feature 'vector_codes'") rather than reading the graph over float rows;
+    // f16 files hold binary16 rows ("f16_rows").
+    const bool f16 = codes == VectorCodes::F16;
     const nlohmann::json meta = meta_of(path);
     CHECK(meta.at("vectors") == vector_codes_name(codes));
-    CHECK(meta.at("requires") == nlohmann::json::array({"vector_codes"}));
+    CHECK(meta.at("requires") == (f16 ? nlohmann::json::array({"vector_codes", "f16_rows"})
+                                      : nlohmann::json::array({"vector_codes"})));
+    CHECK(meta.contains("rows") == f16);
     CHECK(test::Container::load(path).version == 2);
+    CHECK(test::Container::load(path).section("VECS").data.size() == n * dim * (f16 ? 2 : 4));
 
     ImageIndex loaded = load_index(path);
     CHECK(loaded.vector_codes() == codes);
     REQUIRE(loaded.size() == n);
-    for (std::size_t i = 0; i < n; i += 7) REQUIRE(std::equal(loaded.vector(i), loaded.vector(i) + dim, index.vector(i)));
+    // f16: the rows come back rounded to half precision, exactly.
+    const auto half = make_vector_encoding(VectorCodes::F16, dim);
+    auto as_stored = [&](const float* v) {
+      std::vector<float> out(v, v + dim);
+      if (!f16) return out;
+      std::vector<std::uint8_t> code(half->code_size());
+      half->encode(v, code.data());
+      half->decode(code.data(), out.data());
+      return out;
+    };
+    for (std::size_t i = 0; i < n; i += 7) {
+      const auto expected = as_stored(index.vector(i));
+      REQUIRE(std::equal(loaded.vector(i), loaded.vector(i) + dim, expected.begin()));
+      std::vector<float> copied(dim);
+      loaded.copy_vector(i, copied.data());
+      REQUIRE(copied == expected);
+    }
     for (std::size_t q = 0; q < n; q += 50) {
       const auto a = index.search(v.data() + q * dim, 10), b = loaded.search(v.data() + q * dim, 10);
       REQUIRE(a.size() == b.size());
-      for (std::size_t j = 0; j < a.size(); ++j) CHECK(a[j].id == b[j].id);
+      // f16: rescored with the half-precision rows, so near ties may swap.
+      for (std::size_t j = 0; j < a.size(); ++j) {
+        if (!f16) CHECK(a[j].id == b[j].id);
+        CHECK(b[j].score == Approx(a[j].score).margin(f16 ? 2e-3 : 0));
+      }
     }
     // Incremental: add, remove (tombstones), save over the file it was loaded from, reload.
     loaded.add(entries_for(n, 300), v.data() + n * dim, 2);
@@ -279,7 +305,10 @@ TEST_CASE("a compact index saves, loads, grows and shrinks", "[vector_codes][ind
     CHECK(removed > 0);
     CHECK(loaded.tombstones() == removed);
     std::vector<float> kept_vectors;
-    for (std::size_t i = 0; i < loaded.size(); ++i) kept_vectors.insert(kept_vectors.end(), loaded.vector(i), loaded.vector(i) + dim);
+    for (std::size_t i = 0; i < loaded.size(); ++i) {
+      const auto stored = as_stored(loaded.vector(i));  // the 300 added are float32 until saved
+      kept_vectors.insert(kept_vectors.end(), stored.begin(), stored.end());
+    }
     save_index(loaded, path);
     ImageIndex again = load_index(path);
     CHECK(again.size() == n + 300 - removed);
@@ -324,4 +353,86 @@ TEST_CASE("a compact index's META is checked", "[vector_codes][index_io][hostile
   with_meta([](auto& j) { j.erase("vectors"); }, "META \"vectors\" and \"requires\" disagree");
   with_meta([](auto& j) { j["requires"] = {"vector_codes", "vector_codes_v2"}; }, "needs feature 'vector_codes_v2'");
   CHECK(load_index(good).vector_codes() == VectorCodes::Int8);
+}
+
+TEST_CASE("an f16 index file holds binary16 rows: half the size, searched without its file", "[vector_codes][index_io]") {
+  test::TempDir tmp;
+  const int dim = 96;
+  const std::size_t n = 1200;
+  const std::vector<float> v = clustered(n, dim, 16, 9);
+  ImageIndex f32(dim, HnswParams{}, some_model(dim));
+  f32.add(entries_for(0, n), v.data(), 2);
+  ImageIndex f16(dim, HnswParams{}, some_model(dim), VectorCodes::F16);
+  f16.add(entries_for(0, n), v.data(), 2);
+  const std::string f32_path = tmp.file("f32.index"), f16_path = tmp.file("f16.index");
+  save_index(f32, f32_path);
+  save_index(f16, f16_path);
+  const auto f32_bytes = std::filesystem::file_size(f32_path), f16_bytes = std::filesystem::file_size(f16_path);
+  const std::uint64_t saved = std::uint64_t(n) * dim * 2;  // the rows' half
+  CHECK(f32_bytes - f16_bytes >= saved - 4096);
+  CHECK(f32_bytes - f16_bytes <= saved + 4096);
+
+  // Every search answers from memory: the file can go once it is loaded.
+  const std::string moved = tmp.file("gone.index");
+  std::filesystem::copy_file(f16_path, moved);
+  ImageIndex loaded = load_index(moved);
+  std::filesystem::resize_file(moved, 64);
+  std::size_t agree = 0;
+  for (std::size_t q = 0; q < n; q += 10) {
+    const auto a = f32.search(v.data() + q * dim, 10, 64), b = loaded.search(v.data() + q * dim, 10, 64);
+    REQUIRE(b.size() == 10);
+    CHECK(b[0].id == a[0].id);
+    for (std::size_t j = 0; j < b.size(); ++j) {
+      CHECK(b[j].score == Approx(a[j].score).margin(2e-3));  // half precision rows
+      agree += std::any_of(a.begin(), a.end(), [&](const SearchHit& h) { return h.id == b[j].id; });
+    }
+  }
+  CHECK(agree >= std::size_t(0.97 * 10 * (n / 10)));
+
+  // The rows are binary16 on disk: a half with every exponent bit set is refused.
+  test::Container c = test::Container::load(f16_path);
+  auto& rows = c.section("VECS").data;
+  rows[2 * (5 * dim + 3) + 1] = 0x7c;  // row 5, value 3: +infinity's high byte
+  rows[2 * (5 * dim + 3)] = 0x00;
+  const std::string bad = tmp.file("bad.index");
+  c.save(bad);
+  CHECK_THROWS_WITH(load_index(bad), Catch::Contains("vector 5 holds NaN or infinity"));
+  // A VECS of float32 size under "rows": "f16" is refused, not misread.
+  test::Container wrong = test::Container::load(f32_path);
+  wrong.section("META").data = test::Container::load(f16_path).section("META").data;
+  wrong.save(bad);
+  CHECK_THROWS_WITH(load_index(bad), Catch::Contains("vector section size does not match"));
+}
+
+TEST_CASE("an f16 index written with float32 rows (before binary16 rows) still loads, and is rewritten with them",
+          "[vector_codes][index_io]") {
+  test::TempDir tmp;
+  const int dim = 48;
+  const std::size_t n = 600;
+  const std::vector<float> v = clustered(n, dim, 12, 4);
+  ImageIndex f16(dim, HnswParams{}, some_model(dim), VectorCodes::F16);
+  f16.add(entries_for(0, n), v.data(), 2);
+  ImageIndex f32(dim, HnswParams{}, some_model(dim));
+  f32.add(entries_for(0, n), v.data(), 2);
+  const std::string path = tmp.file("f16.index"), f32_path = tmp.file("f32.index");
+  save_index(f16, path);
+  save_index(f32, f32_path);
+  // The earlier layout: float32 rows in VECS, no "rows" and no "f16_rows".
+  test::Container old = test::Container::load(path);
+  old.section("VECS").data = test::Container::load(f32_path).section("VECS").data;
+  nlohmann::json meta = meta_of(path);
+  meta.erase("rows");
+  meta["requires"] = nlohmann::json::array({"vector_codes"});
+  const std::string text = meta.dump();
+  old.section("META").data.assign(text.begin(), text.end());
+  const std::string old_path = tmp.file("old.index");
+  old.save(old_path);
+
+  ImageIndex loaded = load_index(old_path);
+  CHECK(loaded.vector_codes() == VectorCodes::F16);
+  for (std::size_t i = 0; i < n; i += 11) CHECK(std::equal(loaded.vector(i), loaded.vector(i) + dim, f32.vector(i)));
+  for (std::size_t q = 0; q < n; q += 25) CHECK(loaded.search(v.data() + q * dim, 1)[0].id == q);
+  save_index(loaded, old_path);
+  CHECK(meta_of(old_path).at("rows") == "f16");
+  CHECK(test::Container::load(old_path).section("VECS").data == test::Container::load(path).section("VECS").data);
 }

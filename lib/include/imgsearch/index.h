@@ -22,7 +22,8 @@ class ByteReader;
 struct MappedFile;
 void write_graph(const ImageIndex&, BinaryFileWriter&);
 void write_tombstones(const ImageIndex&, BinaryFileWriter&);
-void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*, std::uint64_t, const std::uint8_t*);
+void write_search_rows(const ImageIndex&, BinaryFileWriter&);
+void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*, std::uint64_t, const std::uint8_t*, bool);
 void attach_file_rows(ImageIndex&, std::shared_ptr<const MappedFile>, const std::uint8_t*);
 }  // namespace detail
 
@@ -65,12 +66,20 @@ class ImageIndex {
   void set_model(ModelInfo model) { model_ = std::move(model); }
   const IndexEntry& entry(std::size_t id) const { return entries_.at(id); }
   const std::vector<IndexEntry>& entries() const { return entries_; }
-  // dim() floats, exact (float32) whatever the encoding. On a loaded compact index the
-  // pointer is into the mapped index file: valid while the index lives and is not changed.
+  // dim() floats, the rows the index holds: float32, or for an f16 index loaded from a file
+  // its binary16 rows (below) as floats. The pointer is valid while the index lives and is
+  // not changed; it may be into the mapped index file (an int8 index, or an f16 index
+  // whose file predates binary16 rows), and for an f16 index loaded from a file the first
+  // call decodes every row into memory (once): see copy_vector.
   const float* vector(std::size_t id) const;
+  // The same floats into `out` (dim() of them), from the graph or the file (pread) without
+  // mapping or decoding anything else: what a searcher that must stay small uses.
+  void copy_vector(std::size_t id, float* out) const;
   // What the graph searches (vector_encoding.h): f32 rows, or compact codes whose final
-  // beam search() rescores with the exact rows. A loaded compact index keeps only codes
-  // and graph in memory: the exact rows are read from its file when needed.
+  // beam search() rescores with the index's rows. int8: only codes and graph stay in
+  // memory, the float32 rows are read from the file when needed. f16: the file holds the
+  // rows as binary16 (save_index writes them so), which are the codes themselves: nothing
+  // is read from the file after the load.
   VectorCodes vector_codes() const;
   // Re-links the graph over the other encoding (like a compaction: tombstones go).
   void set_vector_codes(VectorCodes codes, int threads = 0);
@@ -190,8 +199,9 @@ class ImageIndex {
   friend ImageIndex load_index(const std::string& path, const IndexLoadOptions& options);
   friend void detail::write_graph(const ImageIndex&, detail::BinaryFileWriter&);
   friend void detail::write_tombstones(const ImageIndex&, detail::BinaryFileWriter&);
+  friend void detail::write_search_rows(const ImageIndex&, detail::BinaryFileWriter&);
   friend void detail::restore_graph(ImageIndex&, detail::ByteReader&, const std::uint8_t*, std::uint64_t,
-                                    const std::uint8_t*);
+                                    const std::uint8_t*, bool);
   friend void detail::attach_file_rows(ImageIndex&, std::shared_ptr<const detail::MappedFile>, const std::uint8_t*);
 };
 
