@@ -22,6 +22,7 @@
 #include <shared_mutex>
 #include <thread>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 namespace imgsearch {
@@ -622,14 +623,27 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   impl.hnsw = new_hnsw(impl.graph_space(), count, params.M, params.ef_construction);
   impl.current_ef = 0;
   auto& h = *impl.hnsw;
+  {
+    // Fault the whole block in with one call (Linux 5.14+; elsewhere nothing happens): at
+    // 10^6 f16 vectors it is 2.9 GB, and a page fault at a time made a third of the load.
+    const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto first = reinterpret_cast<std::uintptr_t>(h.data_level0_memory_);
+    const std::uintptr_t begin = (first + page - 1) / page * page, end = (first + count * h.size_data_per_element_) / page * page;
+#ifdef MADV_POPULATE_WRITE
+    if (end > begin + 64 * page) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+#endif
+  }
+  // Each node's block zeroed and its row copied in, on every core (the links come below).
+  parallel_for(0, count, resolve_threads(0), [&](std::size_t i) {
+    const auto id = static_cast<hnswlib::tableint>(i);
+    std::memset(h.data_level0_memory_ + i * h.size_data_per_element_, 0, h.size_data_per_element_);
+    const std::uint8_t* vec = i < live ? vecs + i * row_bytes : tombstone_vecs + (i - live) * row_bytes;
+    if (!impl.compact() || f16_rows) std::memcpy(h.getDataByInternalId(id), vec, row_bytes);  // the rest stays 0
+  }, /*min_parallel=*/4096);
   if (h.maxM_ != max_links || h.maxM0_ != max_links0) g.fail("internal error: unexpected hnswlib link capacity");
 
   for (std::uint64_t i = 0; i < count; ++i) {
     const auto id = static_cast<hnswlib::tableint>(i);
-    char* element = h.data_level0_memory_ + i * h.size_data_per_element_;
-    std::memset(element, 0, h.size_data_per_element_);
-    const std::uint8_t* vec = i < live ? vecs + i * row_bytes : tombstone_vecs + (i - live) * row_bytes;
-    if (!impl.compact() || f16_rows) std::memcpy(h.getDataByInternalId(id), vec, row_bytes);  // the rest stays 0
     if (i < live) {
       h.setExternalLabel(id, i);
       h.label_lookup_[i] = id;
