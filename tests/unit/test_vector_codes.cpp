@@ -397,6 +397,27 @@ TEST_CASE("an f16 index file holds binary16 rows: half the size, searched withou
   const std::string bad = tmp.file("bad.index");
   c.save(bad);
   CHECK_THROWS_WITH(load_index(bad), Catch::Contains("vector 5 holds NaN or infinity"));
+  // Every lane of the word-at-a-time scan, and the last value: -infinity and a NaN.
+  for (const std::size_t value : {std::size_t(0), std::size_t(1), std::size_t(2), 7 * std::size_t(dim) + 2, n * dim - 1}) {
+    for (const std::uint16_t h : {std::uint16_t(0xfc00), std::uint16_t(0x7e01)}) {
+      test::Container edited = test::Container::load(f16_path);
+      auto& r = edited.section("VECS").data;
+      r[2 * value] = static_cast<std::uint8_t>(h & 0xff);
+      r[2 * value + 1] = static_cast<std::uint8_t>(h >> 8);
+      edited.save(bad);
+      CHECK_THROWS_WITH(load_index(bad), Catch::Contains("vector " + std::to_string(value / dim) + " holds NaN or infinity"));
+    }
+  }
+  // The largest finite half (65504) is accepted by the scan (its mantissa is all ones,
+  // its exponent one short of all ones).
+  {
+    test::Container edited = test::Container::load(f16_path);
+    auto& r = edited.section("VECS").data;
+    r[2 * 10] = 0xff;
+    r[2 * 10 + 1] = 0x7b;
+    edited.save(bad);
+    CHECK_NOTHROW(load_index(bad));
+  }
   // A VECS of float32 size under "rows": "f16" is refused, not misread.
   test::Container wrong = test::Container::load(f32_path);
   wrong.section("META").data = test::Container::load(f16_path).section("META").data;
