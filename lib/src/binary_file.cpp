@@ -253,6 +253,12 @@ std::pair<const std::uint8_t*, std::size_t> BinaryFileReader::section(const char
   fail(std::string("missing section ") + tag);
 }
 
+std::pair<const std::uint8_t*, std::size_t> BinaryFileReader::unverified_section(const char* tag) const {
+  for (const Entry& e : entries_)
+    if (e.tag == tag) return {data_ + e.offset, static_cast<std::size_t>(e.size)};
+  fail(std::string("missing section ") + tag);
+}
+
 ByteReader::ByteReader(const BinaryFileReader& file, const char* tag) : file_(file), tag_(tag) {
   const auto s = file.section(tag);
   data_ = s.first;

@@ -88,6 +88,9 @@ class BinaryFileReader {
   bool has_section(const char* tag) const;
   // Throws Error(Format) when the section is missing or its checksum does not match.
   std::pair<const std::uint8_t*, std::size_t> section(const char* tag) const;
+  // The same without the checksum (the caller fetches it with section() before it trusts
+  // the bytes, or uses it only where any bytes are harmless). Throws when it is missing.
+  std::pair<const std::uint8_t*, std::size_t> unverified_section(const char* tag) const;
   [[noreturn]] void fail(const std::string& reason) const;
   // The mapping, to outlive the reader.
   std::shared_ptr<const MappedFile> mapping() const { return map_; }
