@@ -630,7 +630,15 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
     const auto first = reinterpret_cast<std::uintptr_t>(h.data_level0_memory_);
     const std::uintptr_t begin = (first + page - 1) / page * page, end = (first + count * h.size_data_per_element_) / page * page;
 #ifdef MADV_POPULATE_WRITE
-    if (end > begin + 64 * page) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+    // In one range per core: the kernel zeroes each page it hands out, most of this call.
+    if (end > begin + 64 * page) {
+      const std::size_t parts = static_cast<std::size_t>(resolve_threads(0));
+      const std::uintptr_t step = ((end - begin) / parts + page - 1) / page * page;
+      parallel_for(0, parts, static_cast<int>(parts), [&](std::size_t p) {
+        const std::uintptr_t from = begin + p * step, to = std::min(end, from + step);
+        if (to > from) ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_WRITE);
+      });
+    }
 #endif
   }
   // Each node's block zeroed and its row copied in, on every core (the links come below).
