@@ -189,8 +189,7 @@ const float* ImageIndex::vector(std::size_t id) const {
 
 void ImageIndex::copy_vector(std::size_t id, float* out) const {
   IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
-  const float* row = impl_->compact() ? impl_->read_row(impl_->row_of[id], dim_, out)
-                                      : reinterpret_cast<const float*>(impl_->hnsw->getDataByInternalId(impl_->internal_of[id]));
+  const float* row = impl_->compact() ? impl_->read_row(impl_->row_of[id], dim_, out) : vector(id);
   if (row != out) std::memcpy(out, row, sizeof(float) * dim_);
 }
 
@@ -641,13 +640,23 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
     }
 #endif
   }
-  // Each node's block zeroed and its row copied in, on every core (the links come below).
+  // Each node's block zeroed and its row copied in, or (compact codes from float32 rows) its
+  // code made from the row, on every core; the links come below.
   parallel_for(0, count, resolve_threads(0), [&](std::size_t i) {
-    const auto id = static_cast<hnswlib::tableint>(i);
     std::memset(h.data_level0_memory_ + i * h.size_data_per_element_, 0, h.size_data_per_element_);
     const std::uint8_t* vec = i < live ? vecs + i * row_bytes : tombstone_vecs + (i - live) * row_bytes;
-    if (!impl.compact() || f16_rows) std::memcpy(h.getDataByInternalId(id), vec, row_bytes);  // the rest stays 0
-  }, /*min_parallel=*/4096);
+    auto* data = reinterpret_cast<std::uint8_t*>(h.getDataByInternalId(static_cast<hnswlib::tableint>(i)));
+    if (!impl.compact() || f16_rows) {
+      std::memcpy(data, vec, row_bytes);  // binary16 rows are codes: any padding stays 0
+    } else if (reinterpret_cast<std::uintptr_t>(vec) % alignof(float) == 0) {  // sections start aligned
+      impl.encoding->encode(reinterpret_cast<const float*>(vec), data);
+    } else {
+      thread_local std::vector<float> row;  // a hostile file's rows need not be
+      row.resize(dim);
+      std::memcpy(row.data(), vec, row_bytes);
+      impl.encoding->encode(row.data(), data);
+    }
+  }, /*min_parallel=*/1024);
   if (h.maxM_ != max_links || h.maxM0_ != max_links0) g.fail("internal error: unexpected hnswlib link capacity");
 
   for (std::uint64_t i = 0; i < count; ++i) {
@@ -686,24 +695,9 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   h.maxlevel_ = static_cast<int>(max_level);
   impl.internal_of.resize(live);
   for (std::uint64_t i = 0; i < live; ++i) impl.internal_of[i] = static_cast<hnswlib::tableint>(i);
-  if (f16_rows) {
+  if (impl.compact()) {  // each entry's row: its own code (binary16), or row i of the file
     impl.row_of.resize(live);
-    for (std::uint64_t i = 0; i < live; ++i) impl.row_of[i] = kRowInGraph | i;
-  } else if (impl.compact()) {  // codes are derived from the rows, not stored
-    parallel_for(0, count, resolve_threads(0), [&](std::size_t i) {
-      const std::uint8_t* vec = i < live ? vecs + i * dim * sizeof(float) : tombstone_vecs + (i - live) * dim * sizeof(float);
-      auto* code = reinterpret_cast<std::uint8_t*>(h.getDataByInternalId(static_cast<hnswlib::tableint>(i)));
-      if (reinterpret_cast<std::uintptr_t>(vec) % alignof(float) == 0) {  // sections start aligned
-        impl.encoding->encode(reinterpret_cast<const float*>(vec), code);
-        return;
-      }
-      thread_local std::vector<float> row;  // a hostile file's rows need not be
-      row.resize(dim);
-      std::memcpy(row.data(), vec, sizeof(float) * dim);
-      impl.encoding->encode(row.data(), code);
-    }, /*min_parallel=*/1024);
-    impl.row_of.resize(live);
-    for (std::uint64_t i = 0; i < live; ++i) impl.row_of[i] = i;
+    for (std::uint64_t i = 0; i < live; ++i) impl.row_of[i] = f16_rows ? kRowInGraph | i : i;
   }
 }
 

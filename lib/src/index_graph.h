@@ -23,9 +23,10 @@ void restore_graph(ImageIndex& index, ByteReader& graph, const std::uint8_t* vec
 // The rows the graph searches, in entry order: float32, or binary16 for an f16 index
 // (VECS, or SRCHVECS with post-processing).
 void write_search_rows(const ImageIndex& index, BinaryFileWriter& out);
-// A compact index just restored from float32 rows: its exact rows (index.size() x index.dim() floats at
-// `rows`, inside `file`) stay in the file: search() reads them with pread, and load_index
-// drops the mapping's pages (MappedFile::drop_pages) once it has read the rest.
+// A compact index just restored from float32 rows: its exact rows (index.size() x
+// index.dim() floats at `rows`, inside `file`) stay in the file: search() reads them with
+// pread, and load_index drops the mapping's pages (MappedFile::drop_pages) once it has
+// read the rest.
 void attach_file_rows(ImageIndex& index, std::shared_ptr<const MappedFile> file, const std::uint8_t* rows);
 
 }  // namespace imgsearch::detail

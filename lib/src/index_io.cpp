@@ -46,67 +46,54 @@ const std::set<std::string>& known_features() {
 }
 constexpr std::uint32_t kNoNeighbour = 0xFFFFFFFFu;
 
-// The first of `n` floats at `bytes` that is NaN or infinite (all exponent bits set), or n.
-// A million 1,280-d rows are 5 GB: blocks on every core, each a branch-free loop the
-// compiler vectorises, then a scalar search only in a block that holds one.
-std::uint64_t first_non_finite(const std::uint8_t* bytes, std::uint64_t n) {
-  constexpr std::uint64_t kBlock = 1 << 18;
-  std::atomic<std::uint64_t> first{n};
-  parallel_for(0, (n + kBlock - 1) / kBlock, resolve_threads(0), [&](std::size_t b) {
-    const std::uint64_t begin = b * kBlock, end = std::min(n, begin + kBlock);
-    std::uint32_t bad = 0;
-    for (std::uint64_t i = begin; i < end; ++i) {
-      std::uint32_t u;
-      std::memcpy(&u, bytes + 4 * i, 4);
-      bad |= (u & 0x7f800000u) == 0x7f800000u;
-    }
-    if (!bad) return;
-    for (std::uint64_t i = begin; i < end; ++i) {
-      float v;
-      std::memcpy(&v, bytes + 4 * i, 4);
-      if (std::isfinite(v)) continue;
-      for (std::uint64_t seen = first.load(); i < seen && !first.compare_exchange_weak(seen, i);) {
-      }
-      return;
-    }
-  });
-  return first.load();
-}
-// The same for `n` binary16 values (all exponent bits set: 0x7c00).
-std::uint64_t first_non_finite_f16(const std::uint8_t* bytes, std::uint64_t n) {
-  constexpr std::uint64_t kBlock = 1 << 18;
-  std::atomic<std::uint64_t> first{n};
-  parallel_for(0, (n + kBlock - 1) / kBlock, resolve_threads(0), [&](std::size_t b) {
-    const std::uint64_t begin = b * kBlock, end = std::min(n, begin + kBlock);
-    // Four halves a word: a lane whose exponent bits are all set becomes 0 in t, and the
-    // zero-lane test sets its top bit (a borrow can only follow a zero lane).
-    constexpr std::uint64_t kExponents = 0x7c007c007c007c00ull, kOnes = 0x0001000100010001ull, kTops = 0x8000800080008000ull;
+// The first of `n` values at `bytes` (float32, or binary16 with `f16`) that is NaN or
+// infinite (all exponent bits set), or n. A million 1,280-d rows are 5 GB: blocks on every
+// core, each a branch-free scan, then a value-by-value search only in a block that holds one.
+std::uint64_t first_non_finite(const std::uint8_t* bytes, std::uint64_t n, bool f16) {
+  auto half_bad = [bytes](std::uint64_t i) {
+    std::uint16_t u;
+    std::memcpy(&u, bytes + 2 * i, 2);
+    return (u & 0x7c00u) == 0x7c00u;
+  };
+  auto float_bad = [bytes](std::uint64_t i) {
+    std::uint32_t u;
+    std::memcpy(&u, bytes + 4 * i, 4);
+    return (u & 0x7f800000u) == 0x7f800000u;
+  };
+  // Whether [begin, end) holds one, without a branch per value. float32: a loop the
+  // compiler vectorises. binary16: four halves a word; a lane whose exponent bits are all
+  // set becomes 0 in t, and the zero-lane test sets its top bit (a borrow can only follow
+  // a zero lane).
+  auto block_bad = [&](std::uint64_t begin, std::uint64_t end) {
     std::uint64_t bad = 0, i = begin;
+    if (!f16) {
+      for (; i < end; ++i) bad |= float_bad(i);
+      return bad != 0;
+    }
+    constexpr std::uint64_t kExponents = 0x7c007c007c007c00ull, kOnes = 0x0001000100010001ull,
+                            kTops = 0x8000800080008000ull;
     for (; i + 4 <= end; i += 4) {
       std::uint64_t w;
       std::memcpy(&w, bytes + 2 * i, 8);
       const std::uint64_t t = (w & kExponents) ^ kExponents;
       bad |= (t - kOnes) & ~t & kTops;
     }
-    for (; i < end; ++i) {
-      std::uint16_t u;
-      std::memcpy(&u, bytes + 2 * i, 2);
-      bad |= (u & 0x7c00u) == 0x7c00u;
-    }
-    if (!bad) return;
+    for (; i < end; ++i) bad |= half_bad(i);
+    return bad != 0;
+  };
+  constexpr std::uint64_t kBlock = 1 << 18;
+  std::atomic<std::uint64_t> first{n};
+  parallel_for(0, (n + kBlock - 1) / kBlock, resolve_threads(0), [&](std::size_t b) {
+    const std::uint64_t begin = b * kBlock, end = std::min(n, begin + kBlock);
+    if (!block_bad(begin, end)) return;
     for (std::uint64_t i = begin; i < end; ++i) {
-      std::uint16_t u;
-      std::memcpy(&u, bytes + 2 * i, 2);
-      if ((u & 0x7c00u) != 0x7c00u) continue;
+      if (!(f16 ? half_bad(i) : float_bad(i))) continue;
       for (std::uint64_t seen = first.load(); i < seen && !first.compare_exchange_weak(seen, i);) {
       }
       return;
     }
   });
   return first.load();
-}
-std::uint64_t first_non_finite(const std::uint8_t* bytes, std::uint64_t n, bool f16) {
-  return f16 ? first_non_finite_f16(bytes, n) : first_non_finite(bytes, n);
 }
 constexpr std::size_t kMaxDescriptionBytes = 1 << 20;
 
