@@ -44,6 +44,7 @@ struct ModelArgs {
   std::string mean, std;
   int input_size = 0, resize = 0;
   std::string precision = "auto";
+  std::string descriptor;  // empty: the model's (or the index's)
   int threads = 0;
   std::uint64_t max_pixels = DecodeOptions{}.max_pixels;
 
@@ -69,6 +70,11 @@ std::string builtin_model_path();
 inline constexpr const char* kBuiltinModelFile = "mobilenet_v2_imagenet.pt";
 // -i, then $IMGSEARCH_INDEX, then ./imgsearch.index.
 std::string resolve_index_path(const std::string& option);
+
+// Loads the model the options name (resolve_model_path without an index).
+std::unique_ptr<Model> load_model(const ModelArgs& args);
+// Keeps large freed buffers in the heap for a model that makes them (R-MAC's feature maps).
+void tune_allocator_for(const ModelInfo& model);
 
 // Loads the model for an index: its recorded file and preprocessing, refusing a
 // different model file with a clear error.

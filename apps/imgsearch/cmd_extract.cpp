@@ -69,7 +69,7 @@ void setup_extract(CLI::App& app, Runner& runner) {
         report_problem("no images to extract");
         return kExitFailure;
       }
-      auto model = Model::load(resolve_model_path(args->model, nullptr), args->model.options());
+      auto model = load_model(args->model);
       FeatureSet features;
       features.dim = model->output_dim();
       features.model = model->info();

@@ -175,6 +175,11 @@ int index_from_features(const IndexArgs& args, const std::string& index_path) {
                   file, features.model.path, features.model.content_hash, features.dim, model_source,
                   index->model().path, index->model().content_hash, index->model_dim(),
                   model_source == index_path ? " (use --rebuild to start a new index)" : "");
+    } else if (index->model().descriptor != features.model.descriptor) {
+      throw_error(ErrorKind::Mismatch,
+                  "{}: holds {} descriptors, but {} has {}; descriptors cannot be mixed{}", file,
+                  features.model.descriptor.name(), model_source, index->model().descriptor.name(),
+                  model_source == index_path ? " (use --rebuild to start a new index)" : "");
     }
     std::unordered_map<std::string, std::size_t> position;
     for (std::size_t i = 0; i < features.size(); ++i) position[features.paths[i]] = i;
@@ -233,7 +238,7 @@ int run_index(const IndexArgs& args) {
     model = load_model_for_index(args.model, index->model(), index_path);
     apply_vector_codes(args, *index, args.summary);
   } else {
-    model = Model::load(resolve_model_path(args.model, nullptr), args.model.options());
+    model = load_model(args.model);
     index.emplace(model->output_dim(), args.hnsw, model->info(), new_index_codes(args));
   }
   if (args.hnsw.ef_search != HnswParams{}.ef_search) index->set_default_ef(args.hnsw.ef_search);

@@ -5,6 +5,7 @@
 #include <imgsearch/index_io.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <filesystem>
 #include <iostream>
@@ -40,9 +41,17 @@ int run_info(const std::string& index_option, bool json) {
   std::cout << fmt::format("model:      {} ({} weights)\n", m.name, m.weights.empty() ? "unknown" : m.weights);
   std::cout << fmt::format("model file: {}\n", m.path);
   std::cout << fmt::format("model hash: {}\n", m.content_hash);
-  std::cout << fmt::format("preprocess: shorter side {} -> center crop {}, mean {:.4g},{:.4g},{:.4g} std {:.4g},{:.4g},{:.4g}\n",
-                           m.preprocess.resize, m.preprocess.input_size, m.preprocess.mean[0], m.preprocess.mean[1],
-                           m.preprocess.mean[2], m.preprocess.std[0], m.preprocess.std[1], m.preprocess.std[2]);
+  if (m.descriptor.pooled())
+    std::cout << fmt::format("preprocess: shorter side {} -> center crop {}, mean {:.4g},{:.4g},{:.4g} std {:.4g},{:.4g},{:.4g}\n",
+                             m.preprocess.resize, m.preprocess.input_size, m.preprocess.mean[0], m.preprocess.mean[1],
+                             m.preprocess.mean[2], m.preprocess.std[0], m.preprocess.std[1], m.preprocess.std[2]);
+  else
+    std::cout << fmt::format("preprocess: whole image, longer side {}, mean {:.4g},{:.4g},{:.4g} std {:.4g},{:.4g},{:.4g}\n",
+                             fmt::join(m.descriptor.scales, ", "), m.preprocess.mean[0], m.preprocess.mean[1],
+                             m.preprocess.mean[2], m.preprocess.std[0], m.preprocess.std[1], m.preprocess.std[2]);
+  std::cout << fmt::format("descriptor: {}\n", m.descriptor.pooled()
+                                                   ? "pooled (the model's output)"
+                                                   : "R-MAC (regional max pooling of the feature map, summed over the scales)");
   std::cout << fmt::format("hnsw:       M={} ef_construction={} ef_search={}\n", index.params().M,
                            index.params().ef_construction, index.params().ef_search);
   if (index.tombstones())

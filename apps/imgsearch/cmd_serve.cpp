@@ -276,6 +276,7 @@ int run_serve(ServeArgs args) {
   options.qe_k = args.qe;
   options.qe_alpha = args.qe_alpha;
   SearchService service(options);
+  tune_allocator_for(service.index()->model());
   set_log_callback(log_line);  // reloads and failures go to stderr, stamped
   if (args.reload_interval > 0) service.watch_index(std::chrono::milliseconds(ms(args.reload_interval)));
 

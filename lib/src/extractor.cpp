@@ -17,7 +17,7 @@ namespace {
 
 struct Item {
   std::size_t index = 0;
-  std::vector<float> tensor;  // empty when decoding failed
+  ModelInput input;  // no planes when decoding failed
   DuplicateSignals signals;
   std::vector<float> colour;
   std::string error;
@@ -79,8 +79,6 @@ class BoundedQueue {
 std::size_t extract_features(Model& model, const std::vector<std::string>& paths, const ExtractOptions& options,
                              const std::function<void(const ExtractResult&)>& on_result) {
   if (paths.empty()) return 0;
-  const PreprocessConfig config = model.info().preprocess;
-  const std::size_t tensor_floats = static_cast<std::size_t>(3) * config.input_size * config.input_size;
   const int batch_size = std::max(1, options.batch_size);
   const int dim = model.output_dim();
   int workers = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -91,7 +89,7 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
   // photos, and features stay within cosine 0.999 of a full decode (docs/benchmarks.md;
   // keeping only 1x the target drops the worst case to 0.997).
   DecodeOptions decode = options.decode;
-  if (decode.min_shorter_side == 0) decode.min_shorter_side = 2 * config.resize;
+  if (decode.min_shorter_side == 0) decode.min_shorter_side = model.min_decode_shorter_side();
 
   BoundedQueue queue(static_cast<std::size_t>(2 * batch_size + workers));
   std::atomic<std::size_t> next{0};
@@ -108,11 +106,10 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
         item.index = i;
         try {
           const Image image = decode_with_signals(paths[i], decode, item.signals);
-          item.tensor.resize(tensor_floats);
-          preprocess(image, config, item.tensor.data());
+          item.input = model.prepare(image);
           item.colour = colour_histogram(image);
         } catch (const std::exception& e) {
-          item.tensor.clear();
+          item.input = ModelInput{};
           item.error = e.what();
         }
         if (!queue.push(std::move(item))) break;
@@ -124,14 +121,14 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
   std::size_t succeeded = 0;
   std::exception_ptr fatal;
   std::vector<Item> batch;
-  std::vector<float> input, output;
+  std::vector<const ModelInput*> inputs;
+  std::vector<float> output;
   auto flush = [&] {
     if (batch.empty()) return;
-    input.resize(batch.size() * tensor_floats);
-    for (std::size_t b = 0; b < batch.size(); ++b)
-      std::copy(batch[b].tensor.begin(), batch[b].tensor.end(), input.begin() + static_cast<std::ptrdiff_t>(b * tensor_floats));
+    inputs.clear();
+    for (const Item& b : batch) inputs.push_back(&b.input);
     output.resize(batch.size() * dim);
-    model.embed(input.data(), static_cast<int>(batch.size()), output.data());
+    model.embed(inputs, output.data());
     for (std::size_t b = 0; b < batch.size(); ++b) {
       ExtractResult r;
       r.input_index = batch[b].index;
@@ -153,7 +150,7 @@ std::size_t extract_features(Model& model, const std::vector<std::string>& paths
       // a CPU the decoders and the CNN share the same cores, and small batches cost more
       // per image (and each new batch size sets up new oneDNN kernels).
       if (!queue.pop(item)) break;  // every producer is done and the queue is drained
-      if (item.tensor.empty()) {
+      if (item.input.planes.empty()) {
         ExtractResult r;
         r.input_index = item.index;
         r.path = paths[item.index];

@@ -17,14 +17,16 @@ namespace imgsearch {
 
 namespace {
 constexpr char kMagic[] = "IMGSFEAT";
-constexpr std::uint32_t kVersion = 1;
+// Version 2: the vectors are not the model's pooled output (model "descriptor"); written
+// only then, so that an older imgsearch refuses them instead of mixing them with its own.
+constexpr std::uint32_t kVersion = 2;
 constexpr std::int64_t kMaxDim = 1 << 16;
 }  // namespace
 
 void write_features_file(const std::string& path, const FeatureSet& f) {
   IMGSEARCH_CHECK(f.dim > 0 && f.vectors.size() == f.size() * static_cast<std::size_t>(f.dim), ErrorKind::InvalidArgument,
                   "{}: inconsistent feature set ({} paths, {} floats, dim {})", path, f.size(), f.vectors.size(), f.dim);
-  detail::BinaryFileWriter out(path, kMagic, kVersion, 3);
+  detail::BinaryFileWriter out(path, kMagic, f.model.descriptor.pooled() ? 1 : kVersion, 3);
   nlohmann::json meta;
   meta["count"] = f.size();
   meta["dim"] = f.dim;
@@ -53,6 +55,7 @@ FeatureSet read_features_file(const std::string& path) {
     f.dim = static_cast<int>(detail::json_integer(meta, "dim", 1, kMaxDim));
     if (meta.at("dtype").get<std::string>() != "float32") in.fail("unsupported dtype");
     f.model = ModelInfo::from_json(meta.at("model").dump());
+    if (in.version() < 2 && !f.model.descriptor.pooled()) in.fail("a version 1 file names a descriptor");
   });
   const auto [vecs, vecs_size] = in.section("VECS");
   // Check the count against the bytes actually present before allocating anything.

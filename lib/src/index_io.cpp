@@ -40,8 +40,10 @@ const std::set<std::string>& known_features() {
   // it would load the graph over float32 rows it was not built on.
   // colour_projection: the projection also takes each image's colour histogram (COLRHIST).
   // f16_rows: the searched rows (VECS, SRCHVECS, TOMBSTNS) are binary16 (META "rows").
+  // descriptor: the vectors are not the model's pooled output (model "descriptor"); a
+  // reader that ignored it would embed queries differently from the stored images.
   static const std::set<std::string> features{"projection", "augmentation", "query_expansion", "tombstones",
-                                              "vector_codes", "colour_projection", "f16_rows"};
+                                              "vector_codes", "colour_projection", "f16_rows", "descriptor"};
   return features;
 }
 constexpr std::uint32_t kNoNeighbour = 0xFFFFFFFFu;
@@ -120,6 +122,7 @@ void save_index(const ImageIndex& index, const std::string& path) {
   // f16 indexes store their searched rows as binary16: the codes are the rows.
   const bool f16_rows = index.vector_codes() == VectorCodes::F16;
   if (f16_rows) required.push_back("f16_rows");
+  if (!index.model().descriptor.pooled()) required.push_back("descriptor");
   const bool transformed = projected || augmented;
   const bool with_signals = index.signals_count() > 0;
   const bool with_thumbs = std::any_of(index.entries().begin(), index.entries().end(),
@@ -302,6 +305,8 @@ IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path)
     }
     if (m.f16_rows != (m.required.count("f16_rows") > 0)) in.fail("META \"rows\" and \"requires\" disagree");
     if (m.f16_rows && m.codes != VectorCodes::F16) in.fail("binary16 rows need \"vectors\": \"f16\"");
+    if (m.model.descriptor.pooled() == (m.required.count("descriptor") > 0))
+      in.fail("the model's descriptor and META \"requires\" disagree");
   });
   return m;
 }

@@ -38,7 +38,7 @@ std::string first_line(const std::string& text) {
 // Sapphire Rapids with AMX (docs/benchmarks.md): with channels_last input, bf16 runs
 // fastest merely frozen, fp32 fastest optimised.
 // int8 is merely frozen: its quantized convolutions are oneDNN kernels already.
-void prepare(torch::jit::Module& module, Precision precision, const std::string& path) {
+void prepare_module(torch::jit::Module& module, Precision precision, const std::string& path) {
   if (module.parameters().size() == 0 && module.attributes().size() == 0) return;  // already frozen
   try {
     module = precision == Precision::Fp32 ? torch::jit::optimize_for_inference(module) : torch::jit::freeze(module);
@@ -103,7 +103,16 @@ std::string hash_file(const std::string& path) {
 
 struct Model::Impl {
   torch::jit::Module module;
+  torch::jit::Module features;  // the feature map, for R-MAC
   torch::Dtype dtype = torch::kFloat32;
+
+  // An image tensor as the model takes it: colour order, dtype, channels_last (oneDNN's
+  // native layout: ResNet50 bf16 runs about twice as fast with it, fp32 a quarter faster).
+  torch::Tensor input(const float* data, int n, int height, int width, const ModelInfo& info) const {
+    torch::Tensor x = torch::from_blob(const_cast<float*>(data), {n, 3, height, width}, torch::kFloat32);
+    if (info.color == "BGR") x = x.flip(1);
+    return x.to(torch::TensorOptions().dtype(dtype), false, false, at::MemoryFormat::ChannelsLast);
+  }
 };
 
 Model::Model() : impl_(std::make_unique<Impl>()) {}
@@ -163,6 +172,10 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
   if (o.resize) info.preprocess.resize = *o.resize;
   else if (o.input_size && !info.has_embedded_metadata)
     info.preprocess.resize = static_cast<int>(std::lround(*o.input_size * 256.0 / 224.0));
+  if (o.descriptor) info.descriptor = *o.descriptor;
+  // R-MAC's vectors have as many dimensions as the feature map has channels, whatever the
+  // model's own output: probed on first use.
+  if (!info.descriptor.pooled()) info.output_dim = 0;
   detail::validate_model_info(info, path);
 
   Precision precision = resolve_precision(options.precision, info);
@@ -179,6 +192,11 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
                 path);
   torch::jit::Module& module = model->impl_->module;
   module.eval();
+  if (!info.descriptor.pooled() && !(module.hasattr("features") && module.attr("features").isModule()))
+    throw_error(ErrorKind::Model,
+                "{}: the R-MAC descriptor needs the model's last feature map, a `features` submodule (as torchvision's "
+                "MobileNetV2, VGG and DenseNet have), which this model lacks",
+                path);
   if (precision == Precision::Bf16 && module.parameters().size() == 0) {
     // A frozen module keeps its weights as constants, which .to() cannot convert.
     log(LogLevel::Warning, fmt::format("{}: frozen module, running in fp32", path));
@@ -199,7 +217,12 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
   }
   // Queries and extraction run the same prepared graph: in bf16 a graph with unfolded
   // batch norms gives features that differ from the frozen ones at cosine ~0.999.
-  prepare(module, precision, path);
+  if (info.descriptor.pooled()) {
+    prepare_module(module, precision, path);
+  } else {
+    model->impl_->features = module.attr("features").toModule();
+    prepare_module(model->impl_->features, precision, path);
+  }
   model->precision_ = precision;
   return model;
 }
@@ -207,23 +230,105 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
 int Model::output_dim() {
   if (info_.output_dim == 0) {
     const int s = info_.preprocess.input_size;
-    std::vector<float> blank(static_cast<std::size_t>(3) * s * s, 0.0f);
-    embed(blank.data(), 1, nullptr);
+    ModelInput blank;
+    blank.planes.push_back({s, s});
+    blank.data.assign(static_cast<std::size_t>(3) * s * s, 0.0f);
+    embed({&blank}, nullptr);
   }
   return info_.output_dim;
 }
 
+int Model::min_decode_shorter_side() const {
+  if (info_.descriptor.pooled()) return 2 * info_.preprocess.resize;
+  // The scales are longer sides; twice the largest on the shorter side is more than
+  // enough for any aspect ratio.
+  return 2 * *std::max_element(info_.descriptor.scales.begin(), info_.descriptor.scales.end());
+}
+
+ModelInput Model::prepare(const Image& image) const {
+  ModelInput in;
+  if (info_.descriptor.pooled()) {
+    const int s = info_.preprocess.input_size;
+    in.planes.push_back({s, s});
+    in.data.resize(static_cast<std::size_t>(3) * s * s);
+    preprocess(image, info_.preprocess, in.data.data());
+    return in;
+  }
+  for (int scale : info_.descriptor.scales) {
+    ModelInput::Plane p;
+    preprocess_whole(image, scale, info_.preprocess, in.data, p.height, p.width);
+    in.planes.push_back(p);
+  }
+  return in;
+}
+
+void Model::embed(const std::vector<const ModelInput*>& inputs, float* output) {
+  if (inputs.empty()) return;
+  const int s = info_.preprocess.input_size;
+  if (info_.descriptor.pooled()) {
+    const std::size_t per = static_cast<std::size_t>(3) * s * s;
+    std::vector<float> batch(per * inputs.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const ModelInput& in = *inputs[i];
+      IMGSEARCH_CHECK(in.planes.size() == 1 && in.planes[0].height == s && in.planes[0].width == s &&
+                          in.data.size() == per,
+                      ErrorKind::InvalidArgument, "{}: an input not prepared for this model", info_.path);
+      std::copy(in.data.begin(), in.data.end(), batch.begin() + static_cast<std::ptrdiff_t>(i * per));
+    }
+    embed(batch.data(), static_cast<int>(inputs.size()), output);
+    return;
+  }
+  std::vector<float> sum;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const ModelInput& in = *inputs[i];
+    std::size_t offset = 0;
+    std::fill(sum.begin(), sum.end(), 0.0f);
+    for (const ModelInput::Plane& p : in.planes) {
+      const std::size_t floats = static_cast<std::size_t>(3) * p.height * p.width;
+      IMGSEARCH_CHECK(p.height > 0 && p.width > 0 && offset + floats <= in.data.size(), ErrorKind::InvalidArgument,
+                      "{}: an input not prepared for this model", info_.path);
+      torch::Tensor map;
+      try {
+        c10::InferenceMode guard;
+        torch::jit::IValue out = impl_->features.forward({impl_->input(in.data.data() + offset, 1, p.height, p.width, info_)});
+        IMGSEARCH_CHECK(out.isTensor() && out.toTensor().dim() == 4 && out.toTensor().size(0) == 1, ErrorKind::Model,
+                        "{}: the `features` submodule returned no feature map ([1, C, H, W])", info_.path);
+        // Channels last, so that each position's channels are contiguous for the pooling.
+        map = out.toTensor().to(torch::kFloat32).permute({0, 2, 3, 1}).contiguous();
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        throw_error(ErrorKind::Model, "{}: inference failed: {}", info_.path, first_line(e.what()));
+      }
+      const int channels = static_cast<int>(map.size(3));
+      if (sum.empty()) sum.assign(static_cast<std::size_t>(channels), 0.0f);
+      IMGSEARCH_CHECK(static_cast<std::size_t>(channels) == sum.size(), ErrorKind::Model,
+                      "{}: the feature map's channels changed between scales", info_.path);
+      add_rmac(map.data_ptr<float>(), static_cast<int>(map.size(1)), static_cast<int>(map.size(2)), channels,
+               sum.data());
+      offset += floats;
+    }
+    const int dim = static_cast<int>(sum.size());
+    if (info_.output_dim == 0) info_.output_dim = dim;
+    IMGSEARCH_CHECK(dim == info_.output_dim, ErrorKind::Model, "{}: the feature map has {} channels; expected {}",
+                    info_.path, dim, info_.output_dim);
+    double norm = 0;
+    for (float v : sum) norm += static_cast<double>(v) * v;
+    IMGSEARCH_CHECK(std::isfinite(norm), ErrorKind::Model, "{}: model produced NaN or infinity", info_.path);
+    const float inv = static_cast<float>(1.0 / (std::sqrt(norm) + 1e-12));
+    if (output)
+      for (int k = 0; k < dim; ++k) output[i * dim + k] = sum[k] * inv;
+  }
+}
+
 void Model::embed(const float* input, int n, float* output) {
+  IMGSEARCH_CHECK(info_.descriptor.pooled(), ErrorKind::InvalidArgument,
+                  "{}: the {} descriptor takes prepared inputs (Model::prepare)", info_.path, info_.descriptor.name());
   const int s = info_.preprocess.input_size;
   torch::Tensor result;
   try {
     c10::InferenceMode guard;
-    torch::Tensor x = torch::from_blob(const_cast<float*>(input), {n, 3, s, s}, torch::kFloat32);
-    if (info_.color == "BGR") x = x.flip(1);
-    // channels_last (NHWC) is oneDNN's native layout: ResNet50 bf16 runs about twice as
-    // fast with it, fp32 about a quarter faster.
-    x = x.to(torch::TensorOptions().dtype(impl_->dtype), false, false, at::MemoryFormat::ChannelsLast);
-    torch::jit::IValue out = impl_->module.forward({x});
+    torch::jit::IValue out = impl_->module.forward({impl_->input(input, n, s, s, info_)});
     IMGSEARCH_CHECK(out.isTensor(), ErrorKind::Model, "{}: the model returned {}, not a tensor", info_.path,
                     out.tagKind());
     result = out.toTensor();

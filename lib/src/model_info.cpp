@@ -62,6 +62,25 @@ void apply_model_metadata(const nlohmann::json& j, ModelInfo& info) {
   if (j.contains("pixel_scale")) info.preprocess.pixel_scale = json_float(j.at("pixel_scale"), "pixel_scale");
   if (j.contains("color")) info.color = j.at("color").get<std::string>();
   if (j.contains("quantized")) info.quantized = j.at("quantized").get<std::string>();
+  if (j.contains("descriptor")) {
+    const auto& d = j.at("descriptor");
+    const std::string type = d.at("type").get<std::string>();
+    if (type == "pooled") {
+      info.descriptor = Descriptor{};
+    } else if (type == "rmac") {
+      info.descriptor.kind = DescriptorKind::Rmac;
+      info.descriptor.scales.clear();
+      const auto& scales = d.at("scales");
+      if (!scales.is_array() || scales.empty() || scales.size() > 8)
+        throw std::runtime_error("descriptor scales must be 1 to 8 numbers");
+      for (const auto& s : scales) {
+        const nlohmann::json one{{"scale", s}};
+        info.descriptor.scales.push_back(static_cast<int>(json_integer(one, "scale", 16, 2048)));
+      }
+    } else {
+      throw std::runtime_error("unknown descriptor type '" + type + "' (this imgsearch knows pooled and rmac)");
+    }
+  }
 }
 
 void validate_model_info(const ModelInfo& info, const std::string& where) {
@@ -97,6 +116,8 @@ std::string ModelInfo::to_json() const {
   j["pixel_scale"] = preprocess.pixel_scale;
   j["color"] = color;
   if (!quantized.empty()) j["quantized"] = quantized;
+  // The default writes nothing, so files without a descriptor stay as they were.
+  if (!descriptor.pooled()) j["descriptor"] = {{"type", "rmac"}, {"scales", descriptor.scales}};
   j["path"] = path;
   j["content_hash"] = content_hash;
   j["embedded_metadata"] = has_embedded_metadata;

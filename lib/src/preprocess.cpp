@@ -155,6 +155,24 @@ Image resize_shorter_side(const Image& image, int shorter) {
   return resize_exact(image, w, h);
 }
 
+void preprocess_whole(const Image& image, int longer_side, const PreprocessConfig& config, std::vector<float>& out,
+                      int& height, int& width) {
+  IMGSEARCH_CHECK(longer_side > 0 && image.width > 0 && image.height > 0, ErrorKind::InvalidArgument,
+                  "preprocess: bad sizes");
+  const double s = static_cast<double>(longer_side) / std::max(image.width, image.height);
+  width = std::max(1, static_cast<int>(std::nearbyint(image.width * s)));
+  height = std::max(1, static_cast<int>(std::nearbyint(image.height * s)));
+  const Image resized = resize_exact(image, width, height);
+  const std::size_t plane = static_cast<std::size_t>(width) * height;
+  const std::size_t start = out.size();
+  out.resize(start + 3 * plane);
+  for (int c = 0; c < 3; ++c) {
+    const float scale = 1.0f / (config.pixel_scale * config.std[c]), bias = -config.mean[c] / config.std[c];
+    float* dst = out.data() + start + c * plane;
+    for (std::size_t i = 0; i < plane; ++i) dst[i] = resized.pixels[i * 3 + c] * scale + bias;
+  }
+}
+
 void preprocess(const Image& image, const PreprocessConfig& config, float* out) {
   const int size = config.input_size;
   IMGSEARCH_CHECK(size > 0 && config.resize > 0, ErrorKind::InvalidArgument, "preprocess: bad sizes");

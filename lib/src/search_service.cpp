@@ -79,7 +79,7 @@ bool stat_signature(const std::string& path, FileSignature& out) {
 bool same_embedding(const ModelInfo& a, const ModelInfo& b) {
   return a.content_hash == b.content_hash && a.output_dim == b.output_dim &&
          a.preprocess.input_size == b.preprocess.input_size && a.preprocess.resize == b.preprocess.resize &&
-         a.preprocess.mean == b.preprocess.mean && a.preprocess.std == b.preprocess.std;
+         a.preprocess.mean == b.preprocess.mean && a.preprocess.std == b.preprocess.std && a.descriptor == b.descriptor;
 }
 
 const char* image_content_type(const std::string& bytes) {
@@ -204,16 +204,15 @@ class ThumbnailCache {
 struct Overloaded {};
 
 // One inference thread owns the model. Request threads decode and preprocess, then hand
-// their tensor over; the thread runs everything waiting as one batch, waiting a little
+// their prepared input over; the thread runs everything waiting as one batch, waiting a little
 // (bounded) for uploads still being decoded to join it.
 class InferenceBatcher {
  public:
-  using RunBatch = std::function<std::vector<float>(const float* tensors, std::size_t n)>;
+  using RunBatch = std::function<std::vector<float>(const std::vector<const ModelInput*>& inputs)>;
 
-  InferenceBatcher(RunBatch run, std::size_t tensor_floats, int dim, int max_batch,
+  InferenceBatcher(RunBatch run, int dim, int max_batch,
                    std::chrono::microseconds wait, std::size_t max_queued)
       : run_(std::move(run)),
-        tensor_floats_(tensor_floats),
         dim_(dim),
         max_batch_(static_cast<std::size_t>(std::max(1, max_batch))),
         wait_(wait),
@@ -237,9 +236,9 @@ class InferenceBatcher {
   }
 
   // Called after start_preparing(); finishes it. Throws Overloaded, or what the model threw.
-  std::vector<float> embed(std::vector<float> tensor) {
+  std::vector<float> embed(ModelInput input) {
     auto job = std::make_shared<Job>();
-    job->tensor = std::move(tensor);
+    job->input = std::move(input);
     auto result = job->result.get_future();
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -267,7 +266,7 @@ class InferenceBatcher {
 
  private:
   struct Job {
-    std::vector<float> tensor;
+    ModelInput input;
     std::promise<std::vector<float>> result;
   };
 
@@ -299,10 +298,9 @@ class InferenceBatcher {
 
   void run(std::vector<std::shared_ptr<Job>>& batch) {
     try {
-      std::vector<float> tensors(batch.size() * tensor_floats_);
-      for (std::size_t i = 0; i < batch.size(); ++i)
-        std::copy(batch[i]->tensor.begin(), batch[i]->tensor.end(), tensors.begin() + i * tensor_floats_);
-      const std::vector<float> out = run_(tensors.data(), batch.size());
+      std::vector<const ModelInput*> inputs;
+      for (const auto& job : batch) inputs.push_back(&job->input);
+      const std::vector<float> out = run_(inputs);
       for (std::size_t i = 0; i < batch.size(); ++i)
         batch[i]->result.set_value(std::vector<float>(out.begin() + i * dim_, out.begin() + (i + 1) * dim_));
     } catch (...) {
@@ -311,7 +309,6 @@ class InferenceBatcher {
   }
 
   RunBatch run_;
-  std::size_t tensor_floats_;
   int dim_;
   std::size_t max_batch_;
   std::chrono::microseconds wait_;
@@ -366,7 +363,6 @@ struct SearchService::Impl {
   std::unique_ptr<Model> model;
   ModelInfo served_model;  // as the first index recorded it: later indexes must match it
   int served_dim = 0;
-  std::size_t tensor_floats = 0;
   DecodeOptions decode;  // as Searcher sets it for this model
 
   mutable std::mutex index_mutex;  // guards the pointer, not the index
@@ -452,7 +448,6 @@ SearchService::SearchService(ServeOptions options) : impl_(std::make_unique<Impl
   {
     Searcher searcher(*index, *s.model, s.options.decode);
     s.decode = searcher.decode_options();
-    s.tensor_floats = searcher.tensor_size();
     // Probes a foreign model's output size now, on this thread, rather than in the first batch.
     IMGSEARCH_CHECK(s.model->output_dim() == index->model_dim(), ErrorKind::Mismatch,
                     "{}: model {} gives {}-d vectors, the index holds {}-d", s.options.index_path,
@@ -463,13 +458,13 @@ SearchService::SearchService(ServeOptions options) : impl_(std::make_unique<Impl
   s.current = index;
   Impl* self = impl_.get();
   s.batcher = std::make_unique<InferenceBatcher>(
-      [self](const float* tensors, std::size_t n) {
+      [self](const std::vector<const ModelInput*>& inputs) {
         // Index-independent but Searcher wants one: the model half of its one path.
         const auto index = self->snapshot();
         Searcher searcher(*index, *self->model, self->options.decode);
-        return searcher.embed_preprocessed(tensors, n);
+        return searcher.embed_prepared(inputs);
       },
-      s.tensor_floats, index->model_dim(), s.options.max_batch, s.options.batch_wait, s.options.max_queued_uploads);
+      index->model_dim(), s.options.max_batch, s.options.batch_wait, s.options.max_queued_uploads);
 }
 
 SearchService::~SearchService() {
@@ -745,7 +740,8 @@ HttpResponse SearchService::Impl::search_upload(const HttpRequest&, const QueryP
   const auto index = snapshot();
   Searcher searcher(*index, *model, options.decode);
   batcher->start_preparing();
-  std::vector<float> tensor, colour;
+  ModelInput input;
+  std::vector<float> colour;
   try {
     Image image;
     try {
@@ -755,14 +751,13 @@ HttpResponse SearchService::Impl::search_upload(const HttpRequest&, const QueryP
       // The pixel limit is a size limit (a decompression bomb), not a broken file.
       fail(message.find("exceeds the limit") != std::string::npos ? 413 : 415, message);
     }
-    tensor.resize(tensor_floats);
-    searcher.preprocess_into(image, tensor.data());
+    input = searcher.prepare(image);
     colour = searcher.colour_of(image);
   } catch (...) {
     batcher->finish_preparing();
     throw;
   }
-  const std::vector<float> vector = batcher->embed(std::move(tensor));
+  const std::vector<float> vector = batcher->embed(std::move(input));
   const auto hits = searcher.search(vector.data(), colour.data(), search);
   json out;
   out["query"] = {{"type", "upload"}, {"bytes", body.size()}};

@@ -34,6 +34,10 @@ std::unique_ptr<Model> load_model_for_index(const std::string& model_path, Model
   o.std = index_model.preprocess.std;
   o.input_size = index_model.preprocess.input_size;
   o.resize = index_model.preprocess.resize;
+  if (o.descriptor && *o.descriptor != index_model.descriptor)
+    throw_error(ErrorKind::Mismatch, "{}: --descriptor {} differs from the index's descriptor {}", index_path,
+                o.descriptor->name(), index_model.descriptor.name());
+  o.descriptor = index_model.descriptor;
   auto model = Model::load(model_path, options);
   if (index_model.output_dim > 0 && model->info().output_dim > 0 && model->info().output_dim != index_model.output_dim)
     throw_error(ErrorKind::Mismatch, "{}: model {} gives {}-d vectors, the index holds {}-d", index_path, model_path,
@@ -45,7 +49,7 @@ Searcher::Searcher(const ImageIndex& index, Model& model, DecodeOptions decode)
     : index_(index), model_(model), decode_(decode) {
   // Extraction decodes JPEGs at a reduced DCT scale when the shorter side stays at least
   // twice the resize target; queries must see the same pixels to get the same vectors.
-  decode_.min_shorter_side = 2 * model_.info().preprocess.resize;
+  decode_.min_shorter_side = model_.min_decode_shorter_side();
 }
 
 Image Searcher::decode_file(const std::string& path) const { return decode_image_file(path, decode_); }
@@ -58,31 +62,24 @@ Image Searcher::decode_memory(const std::uint8_t* data, std::size_t size, const 
   return decode_image_memory(data, size, decode_, name);
 }
 
-std::size_t Searcher::tensor_size() const {
-  const std::size_t s = static_cast<std::size_t>(model_.info().preprocess.input_size);
-  return 3 * s * s;
-}
-
-void Searcher::preprocess_into(const Image& image, float* tensor) const {
-  preprocess(image, model_.info().preprocess, tensor);
-}
+ModelInput Searcher::prepare(const Image& image) const { return model_.prepare(image); }
 
 std::vector<float> Searcher::embed(const std::vector<const Image*>& images) {
-  const std::size_t n = images.size();
-  if (n == 0) return {};
-  const std::size_t per = tensor_size();
-  std::vector<float> tensor(per * n);
-  for (std::size_t i = 0; i < n; ++i) preprocess_into(*images[i], tensor.data() + i * per);
-  return embed_preprocessed(tensor.data(), n);
+  std::vector<ModelInput> prepared;
+  prepared.reserve(images.size());
+  for (const Image* image : images) prepared.push_back(prepare(*image));
+  std::vector<const ModelInput*> inputs;
+  for (const ModelInput& in : prepared) inputs.push_back(&in);
+  return embed_prepared(inputs);
 }
 
-std::vector<float> Searcher::embed_preprocessed(const float* tensors, std::size_t n) {
-  if (n == 0) return {};
+std::vector<float> Searcher::embed_prepared(const std::vector<const ModelInput*>& inputs) {
+  if (inputs.empty()) return {};
   const int dim = model_.output_dim();
   IMGSEARCH_CHECK(dim == index_.model_dim(), ErrorKind::Mismatch, "model {} gives {}-d vectors, the index holds {}-d",
                   model_.info().path, dim, index_.model_dim());
-  std::vector<float> out(static_cast<std::size_t>(dim) * n);
-  model_.embed(tensors, static_cast<int>(n), out.data());
+  std::vector<float> out(static_cast<std::size_t>(dim) * inputs.size());
+  model_.embed(inputs, out.data());
   return out;
 }
 

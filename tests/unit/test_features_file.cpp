@@ -122,10 +122,30 @@ TEST_CASE("features file: wrong magic, an index, a future version", "[features_f
   write_features_npy(dir.file("f.npy"), make_features(3, 8));
   expect_format_error(dir.file("f.npy"), "wrong magic");
 
-  test::put<std::uint32_t>(b, 8, 2);
+  test::put<std::uint32_t>(b, 8, 3);
   Container::fix_header_checksum(b);
   test::write_bytes(bad, b);
-  expect_format_error(bad, "format version 2 is not supported");
+  expect_format_error(bad, "format version 3 is not supported");
+}
+
+// R-MAC vectors are not the model's pooled output: their file is version 2 (an older
+// imgsearch refuses it), and a version 1 file that claims a descriptor is refused.
+TEST_CASE("features file: a descriptor is kept and needs version 2", "[features_file][descriptor]") {
+  test::TempDir dir;
+  const std::string path = dir.file("rmac.feat"), bad = dir.file("bad.feat");
+  FeatureSet f = make_features(5, 8);
+  f.model.descriptor = Descriptor::parse("rmac:320,640");
+  write_features_file(path, f);
+  Bytes b = test::read_bytes(path);
+  CHECK(test::get<std::uint32_t>(b, 8) == 2);
+  CHECK(read_features_file(path).model.descriptor == f.model.descriptor);
+  write_features_file(dir.file("pooled.feat"), make_features(5, 8));
+  CHECK(test::get<std::uint32_t>(test::read_bytes(dir.file("pooled.feat")), 8) == 1);
+  CHECK(read_features_file(dir.file("pooled.feat")).model.descriptor.pooled());
+  test::put<std::uint32_t>(b, 8, 1);
+  Container::fix_header_checksum(b);
+  test::write_bytes(bad, b);
+  expect_format_error(bad, "a version 1 file names a descriptor");
 }
 
 TEST_CASE("features file: hostile sections with valid checksums", "[features_file][hostile]") {

@@ -2,9 +2,12 @@
 // A TorchScript file can run arbitrary code when loaded: load only models you trust.
 #pragma once
 
+#include "imgsearch/descriptor.h"
+#include "imgsearch/image.h"
 #include "imgsearch/preprocess.h"
 
 #include <array>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +24,7 @@ struct ModelInfo {
   PreprocessConfig preprocess;
   std::string color = "RGB";
   std::string quantized;     // "int8" for a file models/export.py --quantize int8 wrote, else ""
+  Descriptor descriptor;     // how an image becomes a vector (descriptor.h); not the model file's
   bool has_embedded_metadata = false;
 
   std::string path;          // the file it was loaded from (absolute)
@@ -36,7 +40,8 @@ struct ModelOverrides {
   std::optional<std::array<float, 3>> std;
   std::optional<int> input_size;
   std::optional<int> resize;
-  bool any() const { return mean || std || input_size || resize; }
+  std::optional<Descriptor> descriptor;
+  bool any() const { return mean || std || input_size || resize || descriptor; }
 };
 
 // Int8 runs a quantised model file (models/export.py --quantize int8) on LibTorch's oneDNN
@@ -55,6 +60,16 @@ struct ModelOptions {
   int threads = 0;  // torch intra-op threads; 0 = all cores
 };
 
+// One image made ready for the model (Model::prepare): one plane for the pooled descriptor
+// (the centre crop), one per scale for R-MAC (the whole image at that size).
+struct ModelInput {
+  struct Plane {
+    int height = 0, width = 0;
+  };
+  std::vector<Plane> planes;
+  std::vector<float> data;  // each plane's 3 x height x width floats (CHW), one after another
+};
+
 class Model {
  public:
   // Throws Error(Model) naming the file when it is missing, truncated or not TorchScript.
@@ -65,9 +80,18 @@ class Model {
   Precision precision() const { return precision_; }
   int output_dim();  // runs the model once on a blank image when the metadata lacks it
 
-  // `input`: n preprocessed images, n * 3 * S * S floats (S = info().preprocess.input_size).
-  // `output`: n * output_dim() floats, each row L2-normalised. Not thread-safe.
+  // An image as info().descriptor feeds it to the model. Thread-safe (no model state).
+  ModelInput prepare(const Image& image) const;
+  // The vectors of prepared images: inputs.size() * output_dim() floats, each row
+  // L2-normalised. Pooled inputs run as one batch; R-MAC runs each scale of each image
+  // (sizes differ). Not thread-safe.
+  void embed(const std::vector<const ModelInput*>& inputs, float* output);
+  // The pooled descriptor's batch: n preprocessed images, n * 3 * S * S floats
+  // (S = info().preprocess.input_size). Not thread-safe.
   void embed(const float* input, int n, float* output);
+  // The smallest shorter side a JPEG may be decoded at (a reduced DCT scale) while the
+  // vectors stay within cosine 0.999 of a full decode: twice what the model resizes to.
+  int min_decode_shorter_side() const;
 
  private:
   Model();

@@ -4,6 +4,7 @@
 #include "imgsearch/image.h"
 
 #include <array>
+#include <vector>
 
 namespace imgsearch {
 
@@ -20,6 +21,12 @@ struct PreprocessConfig {
 // Image.resize(BILINEAR), which is what torchvision applies to PIL images.
 Image resize_shorter_side(const Image& image, int shorter);
 Image resize_exact(const Image& image, int width, int height);
+
+// The whole image with its longer side resized to `longer_side` (aspect kept, sizes
+// rounded as PIL's resize((round(w * s), round(h * s)))), normalised as preprocess() does:
+// appends 3 * height * width floats (C, H, W) to `out` and sets height and width.
+void preprocess_whole(const Image& image, int longer_side, const PreprocessConfig& config, std::vector<float>& out,
+                      int& height, int& width);
 
 // Writes 3 * input_size * input_size floats, channel-major (C, H, W), into `out`.
 void preprocess(const Image& image, const PreprocessConfig& config, float* out);

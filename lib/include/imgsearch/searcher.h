@@ -50,18 +50,16 @@ class Searcher {
   // ones indexing stores, so `dedup --query` compares like with like).
   Image decode_file_with_signals(const std::string& path, DuplicateSignals& signals) const;
 
-  // Preprocesses into `tensor` (3 * S * S floats, S = the model's input size).
-  void preprocess_into(const Image& image, float* tensor) const;
-  std::size_t tensor_size() const;
+  // The image made ready for the model (Model::prepare). Thread-safe.
+  ModelInput prepare(const Image& image) const;
 
   // One or more images -> the model's embeddings (index().model_dim() floats each), one
   // forward pass for all of them. Throws Error(Model) when the model fails.
   std::vector<float> embed(const std::vector<const Image*>& images);
   std::vector<float> embed(const Image& image) { return embed(std::vector<const Image*>{&image}); }
-  // The model half of embed(): `tensors` holds n images already preprocessed by
-  // preprocess_into (n * tensor_size() floats). `serve` preprocesses on its request
-  // threads and batches the forward passes of concurrent requests through this.
-  std::vector<float> embed_preprocessed(const float* tensors, std::size_t n);
+  // The model half of embed(), for images already prepared. `serve` prepares on its
+  // request threads and batches the forward passes of concurrent requests through this.
+  std::vector<float> embed_prepared(const std::vector<const ModelInput*>& inputs);
   std::vector<float> embed_file(const std::string& path) { return embed(decode_file(path)); }
 
   // The image's colour histogram (colour_histogram.h), as indexing stores it.
