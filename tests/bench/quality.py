@@ -4,6 +4,7 @@ the edited-copy check, measured by `imgsearch eval` (docs/eval.md, "Post-process
 
     tests/bench/quality.py --work DIR [--build build] [--only corel,ukbench,holidays,fashion,edits]
         [--settings none,qe=1,dba=1+qe=1,pca=256,...] [--fashion-index FILE --fashion-queries 5000]
+        [--descriptor rmac]
 
 Indexes are built once under --work (never in the repository) with the real MobileNetV2
 from ../shared and reused; every setting is applied by `eval --dba K --qe K` in memory, so
@@ -32,6 +33,7 @@ SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared"))
 DATA = os.path.join(SHARED, "datasets")
 MODEL = os.path.join(SHARED, "models", "mobilenet_v2", "mobilenet_v2_imagenet_embed.pt")
 MODEL_ARGS = ["-m", MODEL, "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"]
+DESCRIPTOR_ARGS = []  # --descriptor: passed to every index build (use a --work of its own)
 EDITS = ["resize", "crop", "jpeg", "blur", "grey", "mirror", "bright"]
 
 
@@ -89,7 +91,7 @@ def ensure_index(imgsearch, index, folders):
     if os.path.exists(index):
         return
     t = time.time()
-    run([imgsearch, "index", *folders, "-i", index, *MODEL_ARGS])
+    run([imgsearch, "index", *folders, "-i", index, *MODEL_ARGS, *DESCRIPTOR_ARGS])
     print("built %s in %.0f s" % (index, time.time() - t), file=sys.stderr)
 
 
@@ -136,11 +138,14 @@ def main():
     ap.add_argument("--settings", default="none,qe=1,qe=2,qe=5,qe=10,dba=1,dba=2,dba=1+qe=1,dba=1+qe=2,dba=2+qe=2,"
                                           "dba=3+qe=3,dba=5+qe=5,dba=10+qe=10,dba=10+qe=10+dbaa=1+qea=1,"
                                           "dba=15+qe=15,dba=20+qe=20")
+    ap.add_argument("--descriptor", default="", help="e.g. rmac: indexes are built with it (a --work of its own)")
     ap.add_argument("--fashion-index", default="")
     ap.add_argument("--fashion-queries", default="5000")
     a = ap.parse_args()
     imgsearch = os.path.join(a.build, "bin", "imgsearch")
     os.makedirs(a.work, exist_ok=True)
+    if a.descriptor:
+        DESCRIPTOR_ARGS[:] = ["--descriptor", a.descriptor]
     only = a.only.split(",")
     settings = a.settings.split(",")
     rows = {s: {} for s in settings}

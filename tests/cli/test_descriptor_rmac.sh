@@ -48,6 +48,16 @@ assert rows[0][3].endswith("/hol/100100.jpg") and abs(float(rows[0][2]) - 1) < 1
 expect_status 1 "$IMGSEARCH" query hol/100100.jpg -i rmac.index --descriptor pooled
 expect_in "$WORK/err" "descriptor pooled differs from the index's descriptor rmac:448,640,800"
 
+# Updating the index (a new photo) embeds it the index's way without being told.
+mv hol/101500.jpg later.jpg
+expect_status 0 "$IMGSEARCH" index hol -i rmac.index
+mv later.jpg hol/101500.jpg
+expect_status 0 "$IMGSEARCH" index hol -i rmac.index
+expect_in "$WORK/out" "^added 1, updated 0, removed 0"
+expect_status 0 "$IMGSEARCH" query hol/101500.jpg -i rmac.index -k 1 --format tsv
+expect_in "$WORK/out" "/hol/101500\.jpg$"
+"$PYTHON" -c 'import sys; s = float(open(sys.argv[1]).read().split("\t")[2]); assert abs(s - 1) < 1e-3, s' "$WORK/out"
+
 # extract gives the same vectors as index, in a version 2 features file.
 expect_status 0 "$IMGSEARCH" extract hol -o rmac.feat --descriptor rmac "${MOBILENET_ARGS[@]}"
 expect_status 0 "$IMGSEARCH" index --from-features rmac.feat -i from-feat.index
