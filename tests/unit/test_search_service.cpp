@@ -486,3 +486,63 @@ TEST_CASE("serve request parsing: query strings, multipart, feedback JSON", "[se
                           "{\"positive\": [[1]]}", "nope"})
     CHECK_THROWS_AS(parse_feedback_json(bad), Error);
 }
+
+// An R-MAC index: uploads are embedded the index's way (whole image, feature map) with no
+// option saying so, concurrent uploads batched into one embed call each get their own
+// vector, and every answer equals the query path's.
+TEST_CASE("serve: an R-MAC index embeds uploads with its descriptor, batched or not", "[serve][descriptor]") {
+  test::TempDir tmp;
+  const std::string index_path = tmp.file("rmac.index");
+  ModelOptions mo = mobilenet_options();
+  mo.overrides.descriptor = Descriptor::parse("rmac:320");
+  std::vector<std::string> files;
+  for (const char* name : {"100000", "100001", "100100", "100101", "100200", "100201", "100300", "100301"})
+    files.push_back(test::shared(std::string("datasets/holidays300/images/") + name + ".jpg"));
+  {
+    auto model = Model::load(test::mobilenet_path(), mo);
+    ImageIndex index(model->output_dim(), {}, model->info());
+    Searcher searcher(index, *model);
+    std::vector<IndexEntry> entries;
+    std::vector<float> vectors;
+    for (const auto& file : files) {
+      IndexEntry e;
+      e.path = file;
+      entries.push_back(e);
+      const auto v = searcher.embed_file(file);
+      vectors.insert(vectors.end(), v.begin(), v.end());
+    }
+    index.add(entries, vectors.data(), 1);
+    save_index(index, index_path);
+  }
+  ServeOptions o;
+  o.index_path = index_path;
+  o.model_path = test::mobilenet_path();
+  o.model = mobilenet_options();  // no descriptor: the index's applies
+  o.max_upload_bytes = 1 << 20;
+  o.batch_wait = std::chrono::milliseconds(200);  // the three uploads share a batch
+  SearchService service(o);
+  const auto index = service.index();
+  CHECK(index->model().descriptor.name() == "rmac:320");
+
+  auto model = load_model_for_index(test::mobilenet_path(), mobilenet_options(), index->model(), index_path);
+  Searcher searcher(*index, *model);
+  SearchOptions so;
+  so.k = 4;
+  std::vector<HttpResponse> responses(3);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] { responses[t] = service.handle(post("/api/search?k=4", read_file(files[2 * t]), "image/jpeg")); });
+  for (auto& t : threads) t.join();
+  std::vector<json> answers;
+  for (const auto& r : responses) answers.push_back(body_json(r));
+  for (int t = 0; t < 3; ++t) {
+    const auto expected = searcher.search_file(files[2 * t], so);
+    REQUIRE(answers[t]["results"].size() == 4);
+    CHECK(answers[t]["results"][0]["path"] == files[2 * t]);
+    CHECK(answers[t]["results"][0]["score"].get<double>() > 0.999);
+    for (std::size_t i = 0; i < 4; ++i) {
+      CHECK(answers[t]["results"][i]["id"] == expected[i].id);
+      CHECK(answers[t]["results"][i]["score"].get<double>() == Approx(expected[i].score).margin(1e-4));
+    }
+  }
+}
