@@ -229,7 +229,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& 
 
 int Model::output_dim() {
   if (info_.output_dim == 0) {
-    const int s = info_.preprocess.input_size;
+    // R-MAC's dimension is the feature map's channels: a small plane tells it cheaply.
+    const int s = info_.descriptor.pooled() ? info_.preprocess.input_size : 64;
     ModelInput blank;
     blank.planes.push_back({s, s});
     blank.data.assign(static_cast<std::size_t>(3) * s * s, 0.0f);
@@ -278,6 +279,8 @@ void Model::embed(const std::vector<const ModelInput*>& inputs, float* output) {
     embed(batch.data(), static_cast<int>(inputs.size()), output);
     return;
   }
+  // R-MAC: one image and scale a forward pass. Batching same-size photos was measured
+  // slower (8 x 800 x 600 activations: 29.6 s against 18.2 s for 60 Holidays photos).
   std::vector<float> sum;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const ModelInput& in = *inputs[i];

@@ -50,6 +50,18 @@ int main(int argc, char** argv) {
     }
     const std::string name = std::to_string(n) + "x" + std::to_string(dim);
     write_features_file((out / "features" / (name + ".feat")).string(), f);
+    if (n == 12) {
+      // R-MAC vectors: the model object names a descriptor (features file version 2, index
+      // META requires "descriptor").
+      FeatureSet r = f;
+      r.model.descriptor = Descriptor::parse("rmac:448,640");
+      write_features_file((out / "features" / (name + "-rmac.feat")).string(), r);
+      ImageIndex rmac(dim, HnswParams{}, r.model);
+      std::vector<IndexEntry> rmac_entries(r.size());
+      for (std::size_t i = 0; i < r.size(); ++i) rmac_entries[i].path = r.paths[i];
+      rmac.add(rmac_entries, r.vectors.data(), 1);
+      save_index(rmac, (out / "index" / (name + "-rmac.index")).string());
+    }
     HnswParams params;
     params.M = m;
     params.ef_construction = 8;

@@ -127,6 +127,12 @@ TEST_CASE("the R-MAC descriptor runs the model's feature map on the whole image"
   for (const auto& i : inputs) pointers.push_back(&i);
   std::vector<float> all(pointers.size() * 1280);
   model->embed(pointers, all.data());
+  // Same-size photos share a forward pass; each vector is still its own.
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    std::vector<float> one(1280);
+    model->embed({&inputs[i]}, one.data());
+    CHECK(test::cosine(one.data(), &all[i * 1280], 1280) > 0.99999);
+  }
   for (std::size_t q = 0; q < 4; ++q) {
     const double mate = test::cosine(&all[q * 1280], &all[(q ^ 1) * 1280], 1280);
     for (std::size_t o = 0; o < 6; ++o)
