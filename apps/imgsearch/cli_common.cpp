@@ -59,7 +59,7 @@ void ModelArgs::add_to(CLI::App& app) {
                  "how an image becomes a vector: pooled (the model's output on a centre crop; the default) or rmac "
                  "(regional max pooling of its feature map on the whole image at 448, 640 and 800 pixels; "
                  "rmac:S1,S2,... for other scales): better for the same object or scene, worse for categories, "
-                 "about 19x the CNN work. An index keeps the descriptor it was built with");
+                 "about 8x slower to extract. An index keeps the descriptor it was built with");
   app.add_option("--precision", precision, "inference precision: auto (int8 for a quantised model file, else bf16 where the CPU has it "
                  "natively, else fp32), fp32, bf16, int8 (quantised model files only)")
       ->check(CLI::IsMember({"auto", "fp32", "bf16", "int8"}));

@@ -3,8 +3,8 @@
 // the model's feature map (its `features` submodule) on the whole image at several
 // scales and max-pools regions of it (Tolias et al., "Particular object retrieval with
 // integral max-pooling of CNN activations", 2016): better at finding the same object or
-// scene (Holidays, UKBench), worse at categories (docs/eval.md), and about 19x the CNN
-// work of the default for a 4:3 photo at the default scales.
+// scene (Holidays, UKBench), worse at categories and edited copies (docs/eval.md), and
+// 19x the pixels of the default for a 4:3 photo at the default scales (8x slower).
 #pragma once
 
 #include <string>
