@@ -569,3 +569,55 @@ TEST_CASE("a search that the graph cannot complete falls back to scoring every v
   CHECK(ids.size() == 50);
   CHECK(ids.count(lonely) == 1);
 }
+
+// An R-MAC index names "descriptor" in META "requires" (an older reader must not embed
+// its queries with the pooled output), loads back with its descriptor, and the model's
+// descriptor and "requires" must agree.
+TEST_CASE("an index with a descriptor requires it", "[index_io][descriptor]") {
+  test::TempDir dir;
+  const std::string good_path = dir.file("rmac.index"), bad = dir.file("bad.index");
+  ModelInfo model = test_model();
+  model.descriptor = Descriptor::parse("rmac:448,640");
+  ImageIndex index(kDim, HnswParams{}, model);
+  const ImageIndex source = make_index(20);
+  std::vector<float> vectors;
+  for (std::uint32_t i = 0; i < source.size(); ++i) {
+    const auto v = source.model_vector_copy(i);
+    vectors.insert(vectors.end(), v.begin(), v.end());
+  }
+  index.add(source.entries(), vectors.data(), 1);
+  save_index(index, good_path);
+  CHECK(load_index(good_path).model().descriptor == model.descriptor);
+  const Container good = Container::load(good_path);
+  {
+    const Bytes& m = const_cast<Container&>(good).section("META").data;
+    const auto meta = nlohmann::json::parse(m.begin(), m.end());
+    CHECK(meta.at("requires") == nlohmann::json::array({"descriptor"}));
+    CHECK(meta.at("model").at("descriptor") == nlohmann::json({{"type", "rmac"}, {"scales", {448, 640}}}));
+    CHECK(good.version == 2);
+  }
+  Container c = good;
+  c.section("META").data = to_bytes(meta_with(c, [](nlohmann::json& j) { j.erase("requires"); }));
+  c.save(bad);
+  expect_format_error(bad, "the model's descriptor and META \"requires\" disagree");
+  c = good;
+  c.section("META").data = to_bytes(meta_with(c, [](nlohmann::json& j) { j["model"].erase("descriptor"); }));
+  c.save(bad);
+  expect_format_error(bad, "disagree");
+  c = good;
+  c.section("META").data = to_bytes(meta_with(c, [](nlohmann::json& j) { j["model"]["descriptor"]["type"] = "gem"; }));
+  c.save(bad);
+  expect_format_error(bad, "unknown descriptor type 'gem'");
+  c = good;
+  c.section("META").data =
+      to_bytes(meta_with(c, [](nlohmann::json& j) { j["model"]["descriptor"]["scales"] = {448, 100000}; }));
+  c.save(bad);
+  expect_format_error(bad, "scale out of range");
+  // A pooled index requires nothing and writes no descriptor.
+  save_index(make_index(5), dir.file("pooled.index"));
+  const Container pooled = Container::load(dir.file("pooled.index"));
+  const Bytes& m = const_cast<Container&>(pooled).section("META").data;
+  const auto meta = nlohmann::json::parse(m.begin(), m.end());
+  CHECK(!meta.contains("requires"));
+  CHECK(!meta.at("model").contains("descriptor"));
+}
