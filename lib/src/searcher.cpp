@@ -35,8 +35,10 @@ std::unique_ptr<Model> load_model_for_index(const std::string& model_path, Model
   o.input_size = index_model.preprocess.input_size;
   o.resize = index_model.preprocess.resize;
   if (o.descriptor && *o.descriptor != index_model.descriptor)
-    throw_error(ErrorKind::Mismatch, "{}: --descriptor {} differs from the index's descriptor {}", index_path,
-                o.descriptor->name(), index_model.descriptor.name());
+    throw_error(ErrorKind::Mismatch,
+                "{}: --descriptor {} differs from the index's descriptor {}; an index keeps one (`imgsearch index "
+                "--rebuild --descriptor {}` makes a new one)",
+                index_path, o.descriptor->name(), index_model.descriptor.name(), o.descriptor->name());
   o.descriptor = index_model.descriptor;
   auto model = Model::load(model_path, options);
   if (index_model.output_dim > 0 && model->info().output_dim > 0 && model->info().output_dim != index_model.output_dim)
