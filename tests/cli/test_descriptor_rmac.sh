@@ -6,6 +6,7 @@
 # of Holidays it ranks photos of the same place better than the pooled default (docs/eval.md
 # has the full table). Mixing descriptors, a model without a feature map and a bad
 # descriptor name are refused with a message.
+# timeout: 1200
 source "$(dirname "$0")/lib.sh"
 
 HOL="$SHARED/datasets/holidays300"
