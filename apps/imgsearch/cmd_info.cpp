@@ -41,14 +41,12 @@ int run_info(const std::string& index_option, bool json) {
   std::cout << fmt::format("model:      {} ({} weights)\n", m.name, m.weights.empty() ? "unknown" : m.weights);
   std::cout << fmt::format("model file: {}\n", m.path);
   std::cout << fmt::format("model hash: {}\n", m.content_hash);
-  if (m.descriptor.pooled())
-    std::cout << fmt::format("preprocess: shorter side {} -> center crop {}, mean {:.4g},{:.4g},{:.4g} std {:.4g},{:.4g},{:.4g}\n",
-                             m.preprocess.resize, m.preprocess.input_size, m.preprocess.mean[0], m.preprocess.mean[1],
-                             m.preprocess.mean[2], m.preprocess.std[0], m.preprocess.std[1], m.preprocess.std[2]);
-  else
-    std::cout << fmt::format("preprocess: whole image, longer side {}, mean {:.4g},{:.4g},{:.4g} std {:.4g},{:.4g},{:.4g}\n",
-                             fmt::join(m.descriptor.scales, ", "), m.preprocess.mean[0], m.preprocess.mean[1],
-                             m.preprocess.mean[2], m.preprocess.std[0], m.preprocess.std[1], m.preprocess.std[2]);
+  const std::string sizes = m.descriptor.pooled()
+                                ? fmt::format("shorter side {} -> center crop {}", m.preprocess.resize, m.preprocess.input_size)
+                                : fmt::format("whole image, longer side {}", fmt::join(m.descriptor.scales, ", "));
+  std::cout << fmt::format("preprocess: {}, mean {:.4g},{:.4g},{:.4g} std {:.4g},{:.4g},{:.4g}\n", sizes,
+                           m.preprocess.mean[0], m.preprocess.mean[1], m.preprocess.mean[2], m.preprocess.std[0],
+                           m.preprocess.std[1], m.preprocess.std[2]);
   std::cout << fmt::format("descriptor: {}\n", m.descriptor.pooled()
                                                    ? "pooled (the model's output)"
                                                    : "R-MAC (regional max pooling of the feature map, summed over the scales)");

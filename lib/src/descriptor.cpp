@@ -85,6 +85,17 @@ std::vector<RmacRegion> rmac_regions(int height, int width, int levels) {
   return regions;
 }
 
+namespace {
+
+// 1 / |v| (the 1e-12 keeps an all-zero region, possible after a ReLU, at zero).
+float inverse_norm(const std::vector<float>& v) {
+  double norm = 0;
+  for (float x : v) norm += static_cast<double>(x) * x;
+  return static_cast<float>(1.0 / (std::sqrt(norm) + 1e-12));
+}
+
+}  // namespace
+
 void add_rmac(const float* map, int height, int width, int channels, float* sum) {
   const auto c = static_cast<std::size_t>(channels);
   std::vector<float> total(c, 0.0f), region(c);
@@ -96,14 +107,10 @@ void add_rmac(const float* map, int height, int width, int channels, float* sum)
         const float* v = map + (static_cast<std::size_t>(y) * width + x) * c;
         for (std::size_t k = 0; k < c; ++k) region[k] = std::max(region[k], v[k]);
       }
-    double norm = 0;
-    for (std::size_t k = 0; k < c; ++k) norm += static_cast<double>(region[k]) * region[k];
-    const float inv = static_cast<float>(1.0 / (std::sqrt(norm) + 1e-12));
+    const float inv = inverse_norm(region);
     for (std::size_t k = 0; k < c; ++k) total[k] += region[k] * inv;
   }
-  double norm = 0;
-  for (std::size_t k = 0; k < c; ++k) norm += static_cast<double>(total[k]) * total[k];
-  const float inv = static_cast<float>(1.0 / (std::sqrt(norm) + 1e-12));
+  const float inv = inverse_norm(total);
   for (std::size_t k = 0; k < c; ++k) sum[k] += total[k] * inv;
 }
 

@@ -4,6 +4,7 @@
 
 #include "imgsearch/error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -99,6 +100,13 @@ void validate_model_info(const ModelInfo& info, const std::string& where) {
                   "{}: unsupported quantisation '{}' (this imgsearch runs int8)", where, info.quantized);
   IMGSEARCH_CHECK(info.output_dim >= 0 && info.output_dim <= (1 << 20), ErrorKind::Model, "{}: bad output_dim {}", where,
                   info.output_dim);
+  // A Descriptor made in code, not parsed: R-MAC needs the scales parse() would allow.
+  const auto& scales = info.descriptor.scales;
+  IMGSEARCH_CHECK(info.descriptor.pooled() ||
+                      (!scales.empty() && scales.size() <= 8 &&
+                       std::all_of(scales.begin(), scales.end(), [](int s) { return s >= 16 && s <= 2048; })),
+                  ErrorKind::Model, "{}: bad descriptor {} (1 to 8 scales of 16 to 2048 pixels)", where,
+                  info.descriptor.name());
 }
 
 }  // namespace detail

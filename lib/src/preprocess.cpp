@@ -155,6 +155,23 @@ Image resize_shorter_side(const Image& image, int shorter) {
   return resize_exact(image, w, h);
 }
 
+namespace {
+
+// Pixel value v of channel c, normalised: v * scale[c] + bias[c].
+struct ChannelAffine {
+  float scale[3], bias[3];
+};
+ChannelAffine channel_affine(const PreprocessConfig& config) {
+  ChannelAffine a;
+  for (int c = 0; c < 3; ++c) {
+    a.scale[c] = 1.0f / (config.pixel_scale * config.std[c]);
+    a.bias[c] = -config.mean[c] / config.std[c];
+  }
+  return a;
+}
+
+}  // namespace
+
 void preprocess_whole(const Image& image, int longer_side, const PreprocessConfig& config, std::vector<float>& out,
                       int& height, int& width) {
   IMGSEARCH_CHECK(longer_side > 0 && image.width > 0 && image.height > 0, ErrorKind::InvalidArgument,
@@ -166,10 +183,10 @@ void preprocess_whole(const Image& image, int longer_side, const PreprocessConfi
   const std::size_t plane = static_cast<std::size_t>(width) * height;
   const std::size_t start = out.size();
   out.resize(start + 3 * plane);
+  const ChannelAffine affine = channel_affine(config);
   for (int c = 0; c < 3; ++c) {
-    const float scale = 1.0f / (config.pixel_scale * config.std[c]), bias = -config.mean[c] / config.std[c];
     float* dst = out.data() + start + c * plane;
-    for (std::size_t i = 0; i < plane; ++i) dst[i] = resized.pixels[i * 3 + c] * scale + bias;
+    for (std::size_t i = 0; i < plane; ++i) dst[i] = resized.pixels[i * 3 + c] * affine.scale[c] + affine.bias[c];
   }
 }
 
@@ -199,11 +216,9 @@ void preprocess(const Image& image, const PreprocessConfig& config, float* out) 
     window = resample_window(image, rw, rh, x0, y0, x1 - x0, y1 - y0);
   }
 
-  float scale[3], bias[3];
-  for (int c = 0; c < 3; ++c) {
-    scale[c] = 1.0f / (config.pixel_scale * config.std[c]);
-    bias[c] = -config.mean[c] / config.std[c];
-  }
+  const ChannelAffine affine = channel_affine(config);
+  const float* scale = affine.scale;
+  const float* bias = affine.bias;
   const std::size_t plane = static_cast<std::size_t>(size) * size;
   for (int c = 0; c < 3; ++c) {
     float* dst = out + c * plane;

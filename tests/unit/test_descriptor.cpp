@@ -97,6 +97,12 @@ TEST_CASE("the R-MAC descriptor runs the model's feature map on the whole image"
   options.overrides.descriptor = Descriptor::parse("rmac:320,448");
   options.precision = Precision::Fp32;
   options.threads = 2;
+  // A descriptor made in code is checked like a parsed one.
+  ModelOptions no_scales = options;
+  no_scales.overrides.descriptor = Descriptor{DescriptorKind::Rmac, {}};
+  CHECK_THROWS_WITH(Model::load(test::mobilenet_path(), no_scales), Catch::Contains("bad descriptor"));
+  no_scales.overrides.descriptor = Descriptor{DescriptorKind::Rmac, {448, 4096}};
+  CHECK_THROWS_WITH(Model::load(test::mobilenet_path(), no_scales), Catch::Contains("bad descriptor rmac:448,4096"));
   auto model = Model::load(test::mobilenet_path(), options);
   CHECK(model->info().descriptor.name() == "rmac:320,448");
   REQUIRE(model->output_dim() == 1280);
