@@ -75,6 +75,7 @@ nlohmann::json post_processing_json(const ImageIndex& index, const EvalReport& r
   j["augmentation"] = a.enabled() ? nlohmann::json{{"k", a.k}, {"alpha", a.alpha}} : nlohmann::json(nullptr);
   const Projection& p = index.projection();
   j["projection"] = p.enabled() ? nlohmann::json{{"in_dim", p.in_dim}, {"out_dim", p.out_dim}} : nlohmann::json(nullptr);
+  if (p.has_hidden_layer()) j["projection"]["hidden"] = p.hidden;
   if (p.uses_colour()) {
     j["projection"]["colour_bins"] = p.colour_bins;
     j["projection"]["colour_weight"] = p.colour_weight;
@@ -85,8 +86,10 @@ nlohmann::json post_processing_json(const ImageIndex& index, const EvalReport& r
 std::string post_processing_text(const ImageIndex& index, const EvalReport& report) {
   std::string out;
   if (index.projection().enabled())
-    out += fmt::format("projection {}{} -> {}", index.projection().in_dim,
-                       index.projection().uses_colour() ? " + colour" : "", index.projection().out_dim);
+    out += fmt::format("projection {}{}{} -> {}", index.projection().in_dim,
+                       index.projection().uses_colour() ? " + colour" : "",
+                       index.projection().has_hidden_layer() ? fmt::format(" -> {} hidden", index.projection().hidden) : "",
+                       index.projection().out_dim);
   if (index.augmentation().enabled())
     out += fmt::format("{}augmentation k {} alpha {:g}", out.empty() ? "" : ", ", index.augmentation().k,
                        index.augmentation().alpha);

@@ -58,8 +58,9 @@ int run_info(const std::string& index_option, bool json) {
                              ImageIndex::kCompactFraction * 100);
   const Projection& p = index.projection();
   if (p.enabled())
-    std::cout << fmt::format("projection: learned, {}{} -> {} dimensions{} ({})\n", p.in_dim,
+    std::cout << fmt::format("projection: learned, {}{}{} -> {} dimensions{} ({})\n", p.in_dim,
                              p.uses_colour() ? fmt::format(" + {} colour bins x {:g}", p.colour_bins, p.colour_weight) : "",
+                             p.has_hidden_layer() ? fmt::format(" -> {} hidden units (ReLU)", p.hidden) : "",
                              p.out_dim, p.rescore ? ", hits rescored by the model's vectors" : "", p.description);
   const Augmentation& a = index.augmentation();
   if (a.enabled()) std::cout << fmt::format("augmentation: k={} alpha={:g}\n", a.k, a.alpha);

@@ -1,10 +1,11 @@
 // imgsearch learn -i INDEX --labels CSV --id-column COL --label-column COL[+COL...]
-//                 [--dim N] [--shrinkage S] [--holdout F --seed S] [--colour auto|on|off
-//                 --colour-weight W] | learn -i INDEX --pca --dim N [--sample N --seed S]
+//                 [--method lda|head] [--dim N] [--shrinkage S] [--hidden N --epochs N]
+//                 [--holdout F --seed S] [--colour auto|on|off --colour-weight W]
+//                 | learn -i INDEX --pca --dim N [--sample N --seed S]
 //                 | learn -i INDEX --reset
-// Fits a projection on the labelled images (LDA), or without labels on the directions that
-// hold most of the vectors' energy (PCA, to save memory), and stores it with the index:
-// docs/eval.md.
+// Fits a projection on the labelled images (LDA, or a small trained head), or without
+// labels on the directions that hold most of the vectors' energy (PCA, to save memory), and
+// stores it with the index: docs/eval.md.
 #include "cli_common.h"
 
 #include <imgsearch/colour_histogram.h>
@@ -34,7 +35,11 @@ struct LearnArgs {
   std::string labels_csv;
   std::string id_column = "id";
   std::string label_column;
-  int dim = 0;  // 0: 64 for LDA, 256 for PCA
+  int dim = 0;  // 0: 64 for LDA, 128 for the head, 256 for PCA
+  std::string method = "lda";
+  int hidden = LearnOptions{}.hidden;
+  int epochs = LearnOptions{}.epochs;
+  bool head_options = false, lda_options = false;  // --hidden/--epochs, --shrinkage given
   bool pca = false;
   std::size_t sample = LearnOptions{}.max_fit_images;
   double shrinkage = LearnOptions{}.shrinkage;
@@ -118,6 +123,12 @@ int run_learn(const LearnArgs& args) {
     throw_error(ErrorKind::InvalidArgument, "learn: --reset takes no --labels");
   if (args.pca && (args.reset || !args.labels_csv.empty() || !args.label_column.empty()))
     throw_error(ErrorKind::InvalidArgument, "learn: --pca takes no labels and no --reset");
+  if (args.pca && args.method != "lda")
+    throw_error(ErrorKind::InvalidArgument, "learn: --pca takes no --method");
+  if (args.method == "lda" && args.head_options)
+    throw_error(ErrorKind::InvalidArgument, "learn: --hidden and --epochs are for --method head");
+  if (args.method == "head" && args.lda_options)
+    throw_error(ErrorKind::InvalidArgument, "learn: --shrinkage is for --method lda");
   if (!args.reset && !args.pca && (args.labels_csv.empty() || args.label_column.empty()))
     throw_error(ErrorKind::InvalidArgument, "learn: give --labels CSV and --label-column COL (or --pca, or --reset)");
   const IndexLock lock(index_path, args.wait_lock);
@@ -140,8 +151,12 @@ int run_learn(const LearnArgs& args) {
 
   const std::vector<std::string> columns = split_columns(args.label_column);
   const Labels labels = labels_from_csv(index, args.labels_csv, args.id_column, columns);
+  const bool head = args.method == "head";
   LearnOptions options;
-  options.dim = args.dim > 0 ? args.dim : 64;
+  options.method = head ? LearnMethod::Head : LearnMethod::Lda;
+  options.dim = args.dim > 0 ? args.dim : head ? 128 : 64;
+  options.hidden = args.hidden;
+  options.epochs = args.epochs;
   options.shrinkage = args.shrinkage;
   options.holdout = args.holdout;
   options.seed = args.seed;
@@ -149,13 +164,18 @@ int run_learn(const LearnArgs& args) {
   options.colour = args.colour == "on" ||
                    (args.colour == "auto" && std::any_of(columns.begin(), columns.end(), colour_column));
   options.colour_weight = args.colour_weight;
-  nlohmann::json description = {{"method", "lda"},
+  nlohmann::json description = {{"method", args.method},
                                 {"labels", absolute_path(args.labels_csv)},
                                 {"id_column", args.id_column},
                                 {"label_columns", columns},
-                                {"shrinkage", args.shrinkage},
                                 {"holdout", args.holdout},
                                 {"seed", args.seed}};
+  if (head) {
+    description["hidden"] = args.hidden;
+    description["epochs"] = args.epochs;
+  } else {
+    description["shrinkage"] = args.shrinkage;
+  }
   if (options.colour) {
     description["colour_bins"] = kColourBins;
     description["colour_weight"] = args.colour_weight;
@@ -174,8 +194,12 @@ int run_learn(const LearnArgs& args) {
     std::cout << description.dump() << '\n';
     return kExitOk;
   }
-  std::printf("learned an LDA projection %d -> %d dimensions from %zu images with %zu labels (%s), shrinkage %g\n",
-              r.in_dim, r.out_dim, r.fitted, r.labels, args.label_column.c_str(), args.shrinkage);
+  if (head)
+    std::printf("learned a head %d -> %d hidden units -> %d dimensions from %zu images with %zu labels (%s), %d epochs\n",
+                r.in_dim, args.hidden, r.out_dim, r.fitted, r.labels, args.label_column.c_str(), args.epochs);
+  else
+    std::printf("learned an LDA projection %d -> %d dimensions from %zu images with %zu labels (%s), shrinkage %g\n",
+                r.in_dim, r.out_dim, r.fitted, r.labels, args.label_column.c_str(), args.shrinkage);
   if (options.colour)
     std::printf("input: the model's %d-d vector and the image's %d-bin colour histogram (weight %g)\n",
                 r.in_dim - r.colour_bins, r.colour_bins, args.colour_weight);
@@ -193,10 +217,17 @@ void setup_learn(CLI::App& app, Runner& runner) {
   app.add_option("--labels", args->labels_csv, "CSV mapping image ids (file names without extension) to labels");
   app.add_option("--id-column", args->id_column, "CSV column holding the image id (default id)");
   app.add_option("--label-column", args->label_column, "CSV label column, or COL+COL... to join several");
+  app.add_option("--method", args->method,
+                 "lda (default: linear, fitted in seconds) or head (a small network trained on the CPU: better "
+                 "rankings on unseen images, about a minute for 20k images)")
+      ->check(CLI::IsMember({"lda", "head"}));
   app.add_option("--dim", args->dim,
-                 "output dimension (LDA: default 64, at most the number of labels - 1; PCA: default 256, below the "
-                 "model's)")
+                 "output dimension (LDA: default 64, at most the number of labels - 1; head: default 128; PCA: "
+                 "default 256, below the model's)")
       ->check(CLI::Range(1, 65536));
+  app.add_option("--hidden", args->hidden, "head: hidden units (default 1024)")->check(CLI::Range(1, kMaxHiddenUnits));
+  app.add_option("--epochs", args->epochs, "head: passes over the labelled images (default 8)")
+      ->check(CLI::Range(1, 1000));
   app.add_flag("--pca", args->pca,
                "no labels: project onto the directions holding most of the vectors' energy (saves memory)");
   app.add_option("--sample", args->sample, "PCA: fit on a seeded sample of at most this many images (default 100000)")
@@ -205,7 +236,7 @@ void setup_learn(CLI::App& app, Runner& runner) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--holdout", args->holdout, "keep this seeded fraction of the labelled images out of the fit")
       ->check(CLI::Range(0.0, 0.99));
-  app.add_option("--seed", args->seed, "seed for --holdout and --sample (default 1)");
+  app.add_option("--seed", args->seed, "seed for --holdout, --sample and the head's training (default 1)");
   app.add_option("--colour", args->colour,
                  "also fit on each image's colour histogram: auto (default: when a label column's name says "
                  "colour or color), on, off")
@@ -218,7 +249,11 @@ void setup_learn(CLI::App& app, Runner& runner) {
   app.add_option("--wait-lock", args->wait_lock, "wait up to this many seconds for another writer (default 0)")
       ->check(CLI::Range(0.0, 86400.0));
   app.add_option("--threads", args->threads, "threads (default: all cores)")->check(CLI::Range(0, 1024));
-  app.callback([&runner, args] { runner = [args] { return run_learn(*args); }; });
+  app.callback([&app, &runner, args] {
+    args->head_options = app.count("--hidden") + app.count("--epochs") > 0;
+    args->lda_options = app.count("--shrinkage") > 0;
+    runner = [args] { return run_learn(*args); };
+  });
 }
 
 }  // namespace imgsearch::cli

@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   setup_eval(*app.add_subcommand("eval", "measure retrieval quality (P@k, mAP) against labels"), runner);
   setup_serve(*app.add_subcommand("serve", "serve a search page and an HTTP API over an index"), runner);
   setup_dedup(*app.add_subcommand("dedup", "find near-duplicate images; optionally move, link or delete them"), runner);
-  setup_learn(*app.add_subcommand("learn", "fit a projection on labelled images (LDA) and store it with the index"),
+  setup_learn(*app.add_subcommand("learn", "fit a projection on labelled images (LDA or a trained head) and store it with the index"),
               runner);
 
   try {

@@ -25,6 +25,7 @@ std::string index_info_json(const ImageIndex& index, const std::string& path, st
                                                                                     nullptr, false)}}
                                   : nlohmann::json(nullptr);
   if (p.enabled()) out["projection"]["rescore"] = p.rescore;
+  if (p.has_hidden_layer()) out["projection"]["hidden"] = p.hidden;
   if (p.uses_colour()) {
     out["projection"]["colour_bins"] = p.colour_bins;
     out["projection"]["colour_weight"] = p.colour_weight;

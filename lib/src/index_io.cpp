@@ -42,8 +42,11 @@ const std::set<std::string>& known_features() {
   // f16_rows: the searched rows (VECS, SRCHVECS, TOMBSTNS) are binary16 (META "rows").
   // descriptor: the vectors are not the model's pooled output (model "descriptor"); a
   // reader that ignored it would embed queries differently from the stored images.
+  // projection_head: the projection has a hidden layer (PROJECT's head fields); a reader
+  // that ignored it would read them as the linear matrix.
   static const std::set<std::string> features{"projection", "augmentation", "query_expansion", "tombstones",
-                                              "vector_codes", "colour_projection", "f16_rows", "descriptor"};
+                                              "vector_codes", "colour_projection", "f16_rows", "descriptor",
+                                              "projection_head"};
   return features;
 }
 constexpr std::uint32_t kNoNeighbour = 0xFFFFFFFFu;
@@ -113,6 +116,7 @@ void save_index(const ImageIndex& index, const std::string& path) {
   const bool expanded = index.query_expansion().enabled();
   if (projected) required.push_back("projection");
   if (projected && index.projection().uses_colour()) required.push_back("colour_projection");
+  if (projected && index.projection().has_hidden_layer()) required.push_back("projection_head");
   if (augmented) required.push_back("augmentation");
   if (expanded) required.push_back("query_expansion");
   const bool with_tombstones = index.tombstones() > 0;
@@ -212,8 +216,14 @@ void save_index(const ImageIndex& index, const std::string& path) {
       out.write_u32(static_cast<std::uint32_t>(p.colour_bins));
       write_float(out, p.colour_weight);
     }
+    if (p.has_hidden_layer()) out.write_u32(static_cast<std::uint32_t>(p.hidden));  // only with "projection_head"
     out.write(p.mean.data(), sizeof(float) * p.mean.size());
     out.write(p.matrix.data(), sizeof(float) * p.matrix.size());
+    if (p.has_hidden_layer()) {
+      out.write(p.hidden_bias.data(), sizeof(float) * p.hidden_bias.size());
+      out.write(p.output_matrix.data(), sizeof(float) * p.output_matrix.size());
+      out.write(p.output_bias.data(), sizeof(float) * p.output_bias.size());
+    }
     out.end_section();
   }
   if (augmented) {
@@ -362,14 +372,28 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
         r.fail("bad colour weight");
       projection.colour_bins = kColourBins;
     }
+    std::uint32_t hidden = 0;
+    if (required.count("projection_head")) {
+      hidden = r.u32();
+      if (hidden < 1 || hidden > static_cast<std::uint32_t>(kMaxHiddenUnits))
+        r.fail("projection head has " + std::to_string(hidden) + " hidden units (1.." + std::to_string(kMaxHiddenUnits) +
+               ")");
+    }
     const std::uint32_t inputs = in_dim + static_cast<std::uint32_t>(projection.colour_bins);
-    if (in_dim != static_cast<std::uint32_t>(dim) || out_dim < 1 || out_dim > inputs)
+    if (in_dim != static_cast<std::uint32_t>(dim) || out_dim < 1 || out_dim > (hidden ? hidden : inputs))
       r.fail("projection " + std::to_string(in_dim) + " -> " + std::to_string(out_dim) + " does not fit " +
              std::to_string(dim) + "-d vectors");
     projection.in_dim = static_cast<int>(in_dim);
     projection.out_dim = static_cast<int>(out_dim);
+    projection.hidden = static_cast<int>(hidden);
+    const std::uint32_t rows = hidden ? hidden : out_dim;
     read_floats(r, inputs, projection.mean, "projection mean");
-    read_floats(r, std::size_t(inputs) * out_dim, projection.matrix, "projection matrix");
+    read_floats(r, std::size_t(inputs) * rows, projection.matrix, "projection matrix");
+    if (hidden) {
+      read_floats(r, hidden, projection.hidden_bias, "projection hidden bias");
+      read_floats(r, std::size_t(out_dim) * hidden, projection.output_matrix, "projection output matrix");
+      read_floats(r, out_dim, projection.output_bias, "projection output bias");
+    }
     r.expect_end();
   }
   Augmentation augmentation;
@@ -396,6 +420,8 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   }
   if (required.count("colour_projection") && !projection.enabled())
     in.fail("META requires colour_projection but there is no PROJECT section");
+  if (required.count("projection_head") && !projection.enabled())
+    in.fail("META requires projection_head but there is no PROJECT section");
   const bool transformed = projection.enabled() || augmentation.enabled();
   const int search_dim = projection.enabled() ? projection.out_dim : dim;
   // VECS: the model's vectors, float32 with post-processing, else the searched rows.

@@ -1,4 +1,5 @@
-// LDA with shrinkage on LibTorch's linear algebra (double precision, CPU).
+// LDA with shrinkage on LibTorch's linear algebra (double precision, CPU), a small head
+// trained with LibTorch on the CPU, and PCA.
 #include "imgsearch/learn.h"
 
 #include "imgsearch/colour_histogram.h"
@@ -49,6 +50,106 @@ LearnReport apply_projection(ImageIndex& index, Projection projection, int threa
   report.apply_seconds = seconds_since(apply_start);
   report.vector_bytes_after = static_cast<std::uint64_t>(index.size()) * index.dim() * sizeof(float);
   return report;
+}
+
+// The fitting rows: [normalised model vector ; colour input], float32, m x input.
+torch::Tensor fit_inputs(const ImageIndex& index, const std::vector<std::uint32_t>& fit, const LearnOptions& options) {
+  const int model_dim = index.model_dim();
+  const int colour_bins = options.colour ? kColourBins : 0;
+  const int dim_in = model_dim + colour_bins;
+  const std::int64_t m = static_cast<std::int64_t>(fit.size());
+  torch::Tensor x = torch::empty({m, dim_in}, torch::TensorOptions().dtype(torch::kFloat32));
+  float* dst = x.data_ptr<float>();
+  Projection colour_only;  // for colour_input: the weight and bins the projection will have
+  colour_only.colour_bins = colour_bins;
+  colour_only.colour_weight = static_cast<float>(options.colour_weight);
+  for (std::int64_t r = 0; r < m; ++r) {
+    const std::uint32_t id = fit[static_cast<std::size_t>(r)];
+    std::memcpy(dst + r * dim_in, index.model_vector(id), sizeof(float) * model_dim);
+    if (colour_bins) colour_input(colour_only, index.colour(id), dst + r * dim_in + model_dim);
+  }
+  return x;
+}
+
+// The learned head: Linear -> BatchNorm -> ReLU -> Dropout -> Linear, trained as a
+// classifier against normalised class proxies (a cosine softmax, the proxy loss of metric
+// learning: an image's output is pulled towards its label's proxy and away from the
+// others'), with label smoothing, AdamW and a one-cycle learning rate. Only the head is
+// kept: BatchNorm folded into the first layer, the proxies dropped.
+Projection fit_head(const ImageIndex& index, const std::vector<std::uint32_t>& fit, const std::vector<std::int64_t>& cls,
+                    std::size_t classes, const LearnOptions& options) {
+  IMGSEARCH_CHECK(options.hidden >= 1 && options.hidden <= kMaxHiddenUnits, ErrorKind::InvalidArgument,
+                  "learn: --hidden must be in 1..{}, not {}", kMaxHiddenUnits, options.hidden);
+  IMGSEARCH_CHECK(options.epochs >= 1 && options.epochs <= 1000, ErrorKind::InvalidArgument,
+                  "learn: --epochs must be in 1..1000, not {}", options.epochs);
+  const int out_dim = std::min(options.dim, options.hidden);
+  torch::manual_seed(options.seed);
+  const torch::Tensor x_raw = fit_inputs(index, fit, options);
+  const torch::Tensor mean = x_raw.mean(0);
+  const torch::Tensor x = x_raw - mean;
+  const std::int64_t m = x.size(0), dim_in = x.size(1);
+  const torch::Tensor y = torch::from_blob(const_cast<std::int64_t*>(cls.data()), {m}, torch::kInt64).clone();
+
+  torch::nn::Linear first(dim_in, options.hidden), last(options.hidden, out_dim);
+  torch::nn::BatchNorm1d norm(options.hidden);
+  torch::nn::Sequential net(first, norm, torch::nn::ReLU(), torch::nn::Dropout(0.2), last);
+  torch::Tensor proxies = (torch::randn({static_cast<std::int64_t>(classes), out_dim}) * 0.01).set_requires_grad(true);
+  std::vector<torch::Tensor> parameters = net->parameters();
+  parameters.push_back(proxies);
+  constexpr double kPeakRate = 2e-3, kScale = 16, kSmoothing = 0.1;
+  torch::optim::AdamW optimiser(parameters, torch::optim::AdamWOptions(kPeakRate).weight_decay(1e-4));
+  constexpr std::int64_t kBatch = 256;
+  const std::int64_t batches = (m + kBatch - 1) / kBatch, steps = batches * options.epochs;
+  const std::int64_t warmup = std::max<std::int64_t>(1, steps * 3 / 10);
+  namespace F = torch::nn::functional;
+  std::int64_t step = 0;
+  net->train();
+  for (int epoch = 0; epoch < options.epochs; ++epoch) {
+    const torch::Tensor order = torch::randperm(m, torch::kInt64);
+    for (std::int64_t b = 0; b < batches; ++b, ++step) {
+      // One cycle: a cosine up from peak/25 over the first 30 % of the steps, then down to ~0.
+      const double rate =
+          step < warmup
+              ? kPeakRate * (0.04 + 0.96 * 0.5 * (1 - std::cos(M_PI * double(step) / warmup)))
+              : kPeakRate * (1e-4 + (1 - 1e-4) * 0.5 * (1 + std::cos(M_PI * double(step - warmup) / (steps - warmup))));
+      for (auto& group : optimiser.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(rate);
+      const torch::Tensor rows = order.narrow(0, b * kBatch, std::min(kBatch, m - b * kBatch));
+      if (rows.size(0) < 2) continue;  // BatchNorm needs two rows
+      const torch::Tensor z = F::normalize(net->forward(x.index_select(0, rows)), F::NormalizeFuncOptions().dim(1));
+      const torch::Tensor logits = kScale * z.mm(F::normalize(proxies, F::NormalizeFuncOptions().dim(1)).t());
+      const torch::Tensor loss =
+          F::cross_entropy(logits, y.index_select(0, rows), F::CrossEntropyFuncOptions().label_smoothing(kSmoothing));
+      optimiser.zero_grad();
+      loss.backward();
+      optimiser.step();
+    }
+  }
+  net->eval();
+  torch::NoGradGuard no_grad;
+  // BatchNorm in eval mode is an affine map per unit: folded into the first layer.
+  const torch::Tensor scale = norm->weight / (norm->running_var + norm->options.eps()).sqrt();
+  const torch::Tensor w1 = first->weight * scale.unsqueeze(1);
+  const torch::Tensor b1 = (first->bias - norm->running_mean) * scale + norm->bias;
+  {  // the folded head must compute what the trained one does
+    const torch::Tensor sample = x.narrow(0, 0, std::min<std::int64_t>(m, 64));
+    const torch::Tensor folded = torch::relu(sample.mm(w1.t()) + b1).mm(last->weight.t()) + last->bias;
+    const double gap = (folded - net->forward(sample)).abs().max().item<double>();
+    IMGSEARCH_CHECK(std::isfinite(gap) && gap <= 1e-3 * (1 + folded.abs().max().item<double>()),
+                    ErrorKind::InvalidArgument, "learn: the head's fit did not converge (non-finite or inconsistent weights)");
+  }
+  Projection projection;
+  projection.in_dim = index.model_dim();
+  projection.colour_bins = options.colour ? kColourBins : 0;
+  projection.colour_weight = options.colour ? static_cast<float>(options.colour_weight) : 0.0f;
+  projection.out_dim = out_dim;
+  projection.hidden = options.hidden;
+  projection.mean = to_floats(mean);
+  projection.matrix = to_floats(w1);
+  projection.hidden_bias = to_floats(b1);
+  projection.output_matrix = to_floats(last->weight);
+  projection.output_bias = to_floats(last->bias);
+  check_projection(projection);
+  return projection;
 }
 }  // namespace
 
@@ -111,25 +212,18 @@ LearnReport learn_projection(ImageIndex& index, const Labels& labels, const Lear
                   "learn: needs at least two labels with two images each to fit on; found {} ({} labelled images, {} "
                   "held out)",
                   classes, report.labelled, report.held_out);
-  const int out_dim = std::min<int>({options.dim, static_cast<int>(classes) - 1, dim_in});
   const TorchThreads threads(options.threads);
+  if (options.method == LearnMethod::Head) {
+    Projection projection = fit_head(index, fit, cls, classes, options);
+    projection.description = options.description;
+    return apply_projection(index, std::move(projection), options.threads, start, report);
+  }
+  const int out_dim = std::min<int>({options.dim, static_cast<int>(classes) - 1, dim_in});
 
   torch::NoGradGuard no_grad;
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const std::int64_t m = static_cast<std::int64_t>(fit.size());
-  torch::Tensor x = torch::empty({m, dim_in}, torch::TensorOptions().dtype(torch::kFloat32));
-  {
-    float* dst = x.data_ptr<float>();
-    Projection colour_only;  // for colour_input: the weight and bins the projection will have
-    colour_only.colour_bins = colour_bins;
-    colour_only.colour_weight = static_cast<float>(options.colour_weight);
-    for (std::int64_t r = 0; r < m; ++r) {
-      const std::uint32_t id = fit[static_cast<std::size_t>(r)];
-      std::memcpy(dst + r * dim_in, index.model_vector(id), sizeof(float) * model_dim);
-      if (colour_bins) colour_input(colour_only, index.colour(id), dst + r * dim_in + model_dim);
-    }
-  }
-  x = x.to(torch::kFloat64);
+  torch::Tensor x = fit_inputs(index, fit, options).to(torch::kFloat64);
   const torch::Tensor y = torch::from_blob(cls.data(), {m}, torch::TensorOptions().dtype(torch::kInt64)).clone();
   const torch::Tensor mean = x.mean(0);
   // Class means by one scatter-add.

@@ -37,7 +37,8 @@ float dot(const float* a, const float* b, int dim) {
 }
 
 // rows (n x in_dim), with colours (n x colour_bins) for a colour projection -> out
-// (n x out_dim): W (x - mean), each row normalised.
+// (n x out_dim): W (x - mean), or a head's W2 relu(W (x - mean) + b1) + b2; each row
+// normalised.
 void project_rows(const Projection& p, const float* rows, const float* colours, std::size_t n, float* out) {
   if (n == 0) return;
   const int in = p.input_dim();
@@ -48,8 +49,23 @@ void project_rows(const Projection& p, const float* rows, const float* colours, 
     if (p.uses_colour()) colour_input(p, colours + i * p.colour_bins, c + p.in_dim);
     for (int d = 0; d < in; ++d) c[d] -= p.mean[d];
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), p.out_dim, in, 1.0f, centred.data(), in,
-              p.matrix.data(), in, 0.0f, out, p.out_dim);
+  if (!p.has_hidden_layer()) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), p.out_dim, in, 1.0f, centred.data(), in,
+                p.matrix.data(), in, 0.0f, out, p.out_dim);
+  } else {
+    const int h = p.hidden;
+    std::vector<float> hidden(n * static_cast<std::size_t>(h));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), h, in, 1.0f, centred.data(), in,
+                p.matrix.data(), in, 0.0f, hidden.data(), h);
+    for (std::size_t i = 0; i < n; ++i) {
+      float* row = hidden.data() + i * h;
+      for (int j = 0; j < h; ++j) row[j] = std::max(row[j] + p.hidden_bias[j], 0.0f);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), p.out_dim, h, 1.0f, hidden.data(), h,
+                p.output_matrix.data(), h, 0.0f, out, p.out_dim);
+    for (std::size_t i = 0; i < n; ++i)
+      for (int d = 0; d < p.out_dim; ++d) out[i * p.out_dim + d] += p.output_bias[d];
+  }
   for (std::size_t i = 0; i < n; ++i) {
     // A vector the projection maps to zero has no direction: keep a fixed unit vector so
     // that it stays searchable (and finite) rather than failing the whole index.
@@ -147,6 +163,28 @@ void expand_query(const ImageIndex& index, const float* query, const std::vector
     for (int d = 0; d < dim; ++d) out[d] += w * v[d];
   }
   if (!normalise(out, dim)) std::memcpy(out, query, sizeof(float) * dim);
+}
+
+void check_projection(const Projection& p) {
+  if (!p.enabled()) return;
+  const auto input = static_cast<std::size_t>(p.input_dim());
+  const auto rows = static_cast<std::size_t>(p.first_rows());
+  const bool head = p.has_hidden_layer();
+  IMGSEARCH_CHECK(p.out_dim >= 1 && p.hidden >= 0 && p.hidden <= kMaxHiddenUnits &&
+                      p.out_dim <= (head ? p.hidden : p.input_dim()) && p.mean.size() == input &&
+                      p.matrix.size() == input * rows &&
+                      p.hidden_bias.size() == (head ? rows : 0) &&
+                      p.output_matrix.size() == (head ? rows * static_cast<std::size_t>(p.out_dim) : 0) &&
+                      p.output_bias.size() == (head ? static_cast<std::size_t>(p.out_dim) : 0),
+                  ErrorKind::InvalidArgument, "projection: inconsistent sizes");
+  auto finite = [](const std::vector<float>& v, const char* what) {
+    for (float x : v) IMGSEARCH_CHECK(std::isfinite(x), ErrorKind::InvalidArgument, "projection: non-finite {}", what);
+  };
+  finite(p.mean, "mean");
+  finite(p.matrix, "matrix");
+  finite(p.hidden_bias, "hidden bias");
+  finite(p.output_matrix, "output matrix");
+  finite(p.output_bias, "output bias");
 }
 
 void colour_input(const Projection& p, const float* histogram, float* out) {
@@ -306,13 +344,7 @@ void ImageIndex::set_projection(Projection projection, int threads) {
                     "projection: {} colour bins (this imgsearch makes {})", projection.colour_bins, kColourBins);
     IMGSEARCH_CHECK(!projection.uses_colour() || (std::isfinite(projection.colour_weight) && projection.colour_weight > 0),
                     ErrorKind::InvalidArgument, "projection: bad colour weight");
-    const auto input = static_cast<std::size_t>(projection.input_dim());
-    IMGSEARCH_CHECK(projection.out_dim >= 1 && projection.out_dim <= projection.input_dim() &&
-                        projection.mean.size() == input &&
-                        projection.matrix.size() == input * static_cast<std::size_t>(projection.out_dim),
-                    ErrorKind::InvalidArgument, "projection: inconsistent sizes");
-    for (float v : projection.mean) IMGSEARCH_CHECK(std::isfinite(v), ErrorKind::InvalidArgument, "projection: non-finite mean");
-    for (float v : projection.matrix) IMGSEARCH_CHECK(std::isfinite(v), ErrorKind::InvalidArgument, "projection: non-finite matrix");
+    check_projection(projection);
   } else {
     projection = Projection{};
   }

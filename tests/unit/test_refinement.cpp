@@ -10,8 +10,10 @@
 #include <imgsearch/refinement.h>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -64,6 +66,20 @@ Projection some_projection(unsigned seed) {
   return p;
 }
 
+// A learned head's shape (learn --method head) with random weights: 12 -> 9 hidden -> 5.
+Projection some_head(unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  Projection p = some_projection(seed);
+  p.hidden = 9;
+  p.matrix.clear();
+  for (int i = 0; i < p.hidden * kDim; ++i) p.matrix.push_back(normal(rng));
+  for (int i = 0; i < p.hidden; ++i) p.hidden_bias.push_back(0.3f * normal(rng));
+  for (int i = 0; i < p.out_dim * p.hidden; ++i) p.output_matrix.push_back(normal(rng));
+  for (int i = 0; i < p.out_dim; ++i) p.output_bias.push_back(0.1f * normal(rng));
+  return p;
+}
+
 // Every search vector of `a` equals the one of the entry with the same path in `b`.
 void check_same_vectors(const ImageIndex& a, const ImageIndex& b) {
   REQUIRE(a.size() == b.size());
@@ -80,11 +96,12 @@ void check_same_vectors(const ImageIndex& a, const ImageIndex& b) {
 
 TEST_CASE("augmentation and projection under add and remove equal a full recomputation", "[refinement]") {
   const std::vector<float> v = clustered(300, 3);
-  for (bool project : {false, true}) {
+  for (int project : {0, 1, 2}) {  // none, linear, a head
     INFO("projection " << project);
+    auto projection = [project] { return project == 2 ? some_head(5) : some_projection(5); };
     ImageIndex incremental = empty_index();
     incremental.add(entries(0, 200), v.data(), 1);
-    if (project) incremental.set_projection(some_projection(5), 1);
+    if (project) incremental.set_projection(projection(), 1);
     incremental.set_augmentation({4, 3.0f}, 1);
     incremental.add(entries(200, 100), v.data() + 200 * kDim, 1);
     incremental.remove_if([](const IndexEntry& e) { return e.size % 7 == 0; }, 1);
@@ -95,7 +112,7 @@ TEST_CASE("augmentation and projection under add and remove equal a full recompu
     ImageIndex full = empty_index();
     full.add(entries(0, 300), v.data(), 1);
     full.remove_if([](const IndexEntry& e) { return e.size % 7 == 0; }, 1);
-    if (project) full.set_projection(some_projection(5), 1);
+    if (project) full.set_projection(projection(), 1);
     full.set_augmentation({4, 3.0f}, 1);
     check_same_vectors(incremental, full);
     CHECK(incremental.dim() == (project ? 5 : kDim));
@@ -111,7 +128,13 @@ TEST_CASE("augmentation and projection under add and remove equal a full recompu
     CHECK(loaded.augmentation().k == 4);
     CHECK(loaded.query_expansion().k == 3);
     CHECK(loaded.query_expansion().alpha == 1.0f);
-    CHECK(loaded.projection().enabled() == project);
+    CHECK(loaded.projection().enabled() == (project > 0));
+    CHECK(loaded.projection().hidden == (project == 2 ? 9 : 0));
+    if (project == 2) {
+      CHECK(loaded.projection().output_matrix == projection().output_matrix);
+      CHECK(loaded.projection().hidden_bias == projection().hidden_bias);
+      CHECK(loaded.projection().output_bias == projection().output_bias);
+    }
     CHECK(loaded.augmentation_neighbours() == incremental.augmentation_neighbours());
     const auto a = refined_search(loaded, v.data() + 5 * kDim, nullptr, 10, 0, true, loaded.query_expansion());
     const auto b = refined_search(incremental, v.data() + 5 * kDim, nullptr, 10, 0, true, incremental.query_expansion());
@@ -328,4 +351,112 @@ TEST_CASE("hostile post-processing sections with valid checksums", "[refinement]
   c = ok;
   c.drop("SRCHVECS");
   expect(c, "missing section SRCHVECS");
+}
+
+TEST_CASE("a head projection computes W2 relu(W (x - mean) + b1) + b2, normalised", "[refinement][head]") {
+  const std::vector<float> v = clustered(40, 6);
+  ImageIndex index = empty_index();
+  index.add(entries(0, 40), v.data(), 1);
+  const Projection p = some_head(7);
+  index.set_projection(p, 1);
+  REQUIRE(index.dim() == 5);
+  for (std::size_t i = 0; i < 40; i += 3) {
+    std::vector<float> x(v.begin() + i * kDim, v.begin() + (i + 1) * kDim);
+    double norm = 0;
+    for (float f : x) norm += double(f) * f;
+    for (float& f : x) f = static_cast<float>(f / std::sqrt(norm));
+    std::vector<double> h(9), y(5);
+    for (int j = 0; j < 9; ++j) {
+      double s = p.hidden_bias[j];
+      for (int d = 0; d < kDim; ++d) s += double(p.matrix[j * kDim + d]) * (x[d] - p.mean[d]);
+      h[j] = std::max(s, 0.0);
+    }
+    double out_norm = 0;
+    for (int o = 0; o < 5; ++o) {
+      y[o] = p.output_bias[o];
+      for (int j = 0; j < 9; ++j) y[o] += double(p.output_matrix[o * 9 + j]) * h[j];
+      out_norm += y[o] * y[o];
+    }
+    const std::vector<float> q = to_search_space(index, v.data() + i * kDim, nullptr);
+    REQUIRE(q.size() == 5);
+    for (int o = 0; o < 5; ++o) {
+      CHECK(q[o] == Approx(y[o] / std::sqrt(out_norm)).margin(1e-5));
+      CHECK(index.vector(i)[o] == Approx(q[o]).margin(1e-5));
+    }
+  }
+  // Sizes that do not agree are refused before anything changes.
+  Projection bad = p;
+  bad.output_bias.pop_back();
+  CHECK_THROWS_WITH(index.set_projection(bad, 1), Catch::Matchers::Contains("inconsistent sizes"));
+  bad = p;
+  bad.out_dim = 10;  // above the hidden units
+  CHECK_THROWS_WITH(index.set_projection(bad, 1), Catch::Matchers::Contains("inconsistent sizes"));
+  bad = p;
+  bad.hidden_bias[2] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_WITH(index.set_projection(bad, 1), Catch::Matchers::Contains("non-finite hidden bias"));
+  CHECK(index.dim() == 5);
+}
+
+TEST_CASE("hostile head projections with valid checksums", "[refinement][head][hostile]") {
+  test::TempDir dir;
+  const std::string good = dir.file("good.index"), bad = dir.file("bad.index");
+  const std::vector<float> v = clustered(30, 8);
+  ImageIndex index = empty_index();
+  index.add(entries(0, 30), v.data(), 1);
+  index.set_projection(some_head(3), 1);
+  save_index(index, good);
+  const Container ok = Container::parse(test::read_bytes(good));
+  {
+    Container copy = ok;
+    const auto& m = copy.section("META").data;
+    const auto meta = nlohmann::json::parse(m.begin(), m.end());
+    CHECK(meta["requires"] == nlohmann::json({"projection", "projection_head"}));
+  }
+  auto expect = [&](const Container& c, const std::string& what) {
+    c.save(bad);
+    try {
+      load_index(bad);
+    } catch (const Error& e) {
+      INFO(e.what());
+      CHECK(e.kind() == ErrorKind::Format);
+      CHECK_THAT(e.what(), Catch::Matchers::Contains(what));
+      return;
+    }
+    FAIL("loaded a hostile file: " << what);
+  };
+  // PROJECT: u32 in_dim, u32 out_dim, u32 length + "{}", u32 hidden, then the floats.
+  constexpr std::size_t kHidden = 4 + 4 + 4 + 2;
+  Container c = ok;
+  test::put<std::uint32_t>(c.section("PROJECT").data, kHidden, 0);
+  expect(c, "projection head has 0 hidden units");
+  c = ok;
+  test::put<std::uint32_t>(c.section("PROJECT").data, kHidden, kMaxHiddenUnits + 1);
+  expect(c, "hidden units");
+  c = ok;
+  test::put<std::uint32_t>(c.section("PROJECT").data, kHidden, 4);  // fewer than out_dim 5
+  expect(c, "does not fit 12-d vectors");
+  c = ok;
+  test::put<float>(c.section("PROJECT").data, c.section("PROJECT").data.size() - 4, std::numeric_limits<float>::infinity());
+  expect(c, "projection output bias holds NaN or infinity");
+  c = ok;
+  c.section("PROJECT").data.resize(c.section("PROJECT").data.size() - 4 * 5 - 8);
+  expect(c, "projection output matrix too short");
+  c = ok;
+  c.section("PROJECT").data.resize(c.section("PROJECT").data.size() + 4);
+  expect(c, "PROJECT");
+  // Without the requirement, a reader would take the hidden count for the mean: the
+  // sizes no longer add up and the file is refused, never misread.
+  c = ok;
+  {
+    auto& m = c.section("META").data;
+    auto meta = nlohmann::json::parse(m.begin(), m.end());
+    meta["requires"] = {"projection"};
+    const std::string text = meta.dump();
+    m.assign(text.begin(), text.end());
+  }
+  expect(c, "PROJECT");
+  // A head without a projection section.
+  c = ok;
+  c.drop("PROJECT");
+  expect(c, "");
 }

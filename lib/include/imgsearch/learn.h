@@ -1,5 +1,6 @@
 // `imgsearch learn`: a projection fitted on the labelled images of an index (LDA with
-// shrinkage), stored with the index and applied to every stored vector and every query.
+// shrinkage, or a small head trained on the CPU), stored with the index and applied to
+// every stored vector and every query.
 #pragma once
 
 #include "imgsearch/evaluation.h"
@@ -10,8 +11,14 @@
 
 namespace imgsearch {
 
+enum class LearnMethod {
+  Lda,   // linear discriminant analysis: closed form, seconds
+  Head,  // Linear-BatchNorm-ReLU-Linear trained with a proxy loss: non-linear, better, slower
+};
+
 struct LearnOptions {
-  int dim = 64;             // output dimension, at most labels - 1 (fewer are used then)
+  LearnMethod method = LearnMethod::Lda;
+  int dim = 64;             // output dimension; LDA: at most labels - 1 (fewer are used then)
   double shrinkage = 0.1;   // within-class scatter blended towards its mean variance: (1-s) Sw + s tr(Sw)/D I
   double holdout = 0;       // fraction of the labelled images kept out of the fit (is_held_out)
   std::uint64_t seed = 1;
@@ -20,6 +27,8 @@ struct LearnOptions {
   bool colour = false;
   double colour_weight = 0.5;
   int threads = 0;          // 0 = all cores
+  int hidden = 1024;        // Head: hidden units
+  int epochs = 8;           // Head: passes over the fitted images
   std::size_t max_fit_images = 100000;  // learn_pca: a seeded sample of at most this many images
   std::string description;  // recorded with the projection (labels used, ...); JSON object text or ""
 };
@@ -37,10 +46,11 @@ struct LearnReport {
   double energy_kept = 0;  // learn_pca: the fitted vectors' squared length the kept directions hold, 0..1
 };
 
-// Fits linear discriminant analysis on the model vectors (with options.colour, and their
-// colour histograms) of the labelled, not held-out images and sets it as the index's projection (replacing any earlier one): the search
-// vectors become W (x - mean), normalised. Throws Error(InvalidArgument) when fewer than
-// two labels with two images each remain.
+// Fits linear discriminant analysis (or, with LearnMethod::Head, trains the head, seeded
+// by options.seed) on the model vectors (with options.colour, and their colour histograms)
+// of the labelled, not held-out images and sets it as the index's projection (replacing any
+// earlier one): the search vectors become W (x - mean), or the head's output, normalised.
+// Throws Error(InvalidArgument) when fewer than two labels with two images each remain.
 LearnReport learn_projection(ImageIndex& index, const Labels& labels, const LearnOptions& options);
 
 // Without labels: the out_dim = options.dim directions that hold most of the model

@@ -29,7 +29,8 @@ struct Augmentation {
   bool enabled() const { return k > 0; }
 };
 
-// A linear map fitted by `imgsearch learn`: y = W (x - mean), then L2-normalised. x is
+// A map fitted by `imgsearch learn`: y = W (x - mean), then L2-normalised; or, for a
+// learned head (hidden > 0), y = W2 relu(W (x - mean) + b1) + b2, then L2-normalised. x is
 // the normalised model vector, followed, for a colour projection, by
 // colour_weight * sqrt(the image's colour histogram) (colour_histogram.h).
 struct Projection {
@@ -37,7 +38,11 @@ struct Projection {
   int colour_bins = 0;          // 0, or kColourBins: the colour histogram is part of x
   float colour_weight = 0;      // its weight against the unit-length model vector
   std::vector<float> mean;      // input_dim()
-  std::vector<float> matrix;    // out_dim x input_dim(), row-major
+  std::vector<float> matrix;    // W: first_rows() x input_dim(), row-major
+  int hidden = 0;                    // a head's hidden units (BatchNorm folded into W, b1); 0 = linear
+  std::vector<float> hidden_bias;    // b1: hidden
+  std::vector<float> output_matrix;  // W2: out_dim x hidden, row-major
+  std::vector<float> output_bias;    // b2: out_dim
   std::string description;      // JSON object: how it was fitted (informative, but see rescore)
   // A projection for memory, not a new metric (learn_pca): a plain search (no augmentation,
   // no query expansion) ranks its max(ef, k) candidates again by the model vectors' own
@@ -46,7 +51,16 @@ struct Projection {
   bool enabled() const { return out_dim > 0; }
   bool uses_colour() const { return colour_bins > 0; }
   int input_dim() const { return in_dim + colour_bins; }
+  bool has_hidden_layer() const { return hidden > 0; }
+  int first_rows() const { return hidden > 0 ? hidden : out_dim; }
 };
+
+// A head's hidden units at most (the loader refuses more).
+constexpr int kMaxHiddenUnits = 8192;
+
+// Throws Error(InvalidArgument) unless an enabled projection's sizes agree with each other
+// (out_dim <= input_dim() for a linear one, <= hidden for a head) and every value is finite.
+void check_projection(const Projection& p);
 
 // The colour part of a projection's input: weight * sqrt(histogram) (sqrt: Hellinger, so
 // that small but telling bins count; docs/eval.md), colour_bins floats into `out`.
