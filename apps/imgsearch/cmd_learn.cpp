@@ -172,7 +172,6 @@ int run_learn(const LearnArgs& args) {
                                 {"seed", args.seed}};
   if (head) {
     description["hidden"] = args.hidden;
-    description["epochs"] = args.epochs;
   } else {
     description["shrinkage"] = args.shrinkage;
   }
@@ -183,6 +182,7 @@ int run_learn(const LearnArgs& args) {
   options.description = description.dump();
   const auto start = std::chrono::steady_clock::now();
   const LearnReport r = learn_projection(index, labels, options);
+  if (head) description["epochs"] = r.epochs;  // as the library records it
   save_index(index, index_path);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (args.json) {
@@ -196,7 +196,7 @@ int run_learn(const LearnArgs& args) {
   }
   if (head)
     std::printf("learned a head %d -> %d hidden units -> %d dimensions from %zu images with %zu labels (%s), %d epochs\n",
-                r.in_dim, args.hidden, r.out_dim, r.fitted, r.labels, args.label_column.c_str(), args.epochs);
+                r.in_dim, args.hidden, r.out_dim, r.fitted, r.labels, args.label_column.c_str(), r.epochs);
   else
     std::printf("learned an LDA projection %d -> %d dimensions from %zu images with %zu labels (%s), shrinkage %g\n",
                 r.in_dim, r.out_dim, r.fitted, r.labels, args.label_column.c_str(), args.shrinkage);
@@ -226,7 +226,8 @@ void setup_learn(CLI::App& app, Runner& runner) {
                  "default 256, below the model's)")
       ->check(CLI::Range(1, 65536));
   app.add_option("--hidden", args->hidden, "head: hidden units (default 1024)")->check(CLI::Range(1, kMaxHiddenUnits));
-  app.add_option("--epochs", args->epochs, "head: passes over the labelled images (default 8)")
+  app.add_option("--epochs", args->epochs,
+                 "head: passes over the labelled images (default: 8, more for small sets: at least 600 batches)")
       ->check(CLI::Range(1, 1000));
   app.add_flag("--pca", args->pca,
                "no labels: project onto the directions holding most of the vectors' energy (saves memory)");

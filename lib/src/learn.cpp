@@ -77,11 +77,11 @@ torch::Tensor fit_inputs(const ImageIndex& index, const std::vector<std::uint32_
 // others'), with label smoothing, AdamW and a one-cycle learning rate. Only the head is
 // kept: BatchNorm folded into the first layer, the proxies dropped.
 Projection fit_head(const ImageIndex& index, const std::vector<std::uint32_t>& fit, const std::vector<std::int64_t>& cls,
-                    std::size_t classes, const LearnOptions& options) {
+                    std::size_t classes, const LearnOptions& options, LearnReport& report) {
   IMGSEARCH_CHECK(options.hidden >= 1 && options.hidden <= kMaxHiddenUnits, ErrorKind::InvalidArgument,
                   "learn: --hidden must be in 1..{}, not {}", kMaxHiddenUnits, options.hidden);
-  IMGSEARCH_CHECK(options.epochs >= 1 && options.epochs <= 1000, ErrorKind::InvalidArgument,
-                  "learn: --epochs must be in 1..1000, not {}", options.epochs);
+  IMGSEARCH_CHECK(options.epochs >= 0 && options.epochs <= 1000, ErrorKind::InvalidArgument,
+                  "learn: --epochs must be in 1..1000 (or 0, auto), not {}", options.epochs);
   const int out_dim = std::min(options.dim, options.hidden);
   torch::manual_seed(options.seed);
   const torch::Tensor x_raw = fit_inputs(index, fit, options);
@@ -99,12 +99,17 @@ Projection fit_head(const ImageIndex& index, const std::vector<std::uint32_t>& f
   constexpr double kPeakRate = 2e-3, kScale = 16, kSmoothing = 0.1;
   torch::optim::AdamW optimiser(parameters, torch::optim::AdamWOptions(kPeakRate).weight_decay(1e-4));
   constexpr std::int64_t kBatch = 256;
-  const std::int64_t batches = (m + kBatch - 1) / kBatch, steps = batches * options.epochs;
+  const std::int64_t batches = (m + kBatch - 1) / kBatch;
+  const int epochs = options.epochs > 0 ? options.epochs
+                                        : static_cast<int>(std::min<std::int64_t>(
+                                              1000, std::max<std::int64_t>(8, (kMinHeadSteps + batches - 1) / batches)));
+  report.epochs = epochs;
+  const std::int64_t steps = batches * epochs;
   const std::int64_t warmup = std::max<std::int64_t>(1, steps * 3 / 10);
   namespace F = torch::nn::functional;
   std::int64_t step = 0;
   net->train();
-  for (int epoch = 0; epoch < options.epochs; ++epoch) {
+  for (int epoch = 0; epoch < epochs; ++epoch) {
     const torch::Tensor order = torch::randperm(m, torch::kInt64);
     for (std::int64_t b = 0; b < batches; ++b, ++step) {
       // One cycle: a cosine up from peak/25 over the first 30 % of the steps, then down to ~0.
@@ -214,8 +219,13 @@ LearnReport learn_projection(ImageIndex& index, const Labels& labels, const Lear
                   classes, report.labelled, report.held_out);
   const TorchThreads threads(options.threads);
   if (options.method == LearnMethod::Head) {
-    Projection projection = fit_head(index, fit, cls, classes, options);
-    projection.description = options.description;
+    Projection projection = fit_head(index, fit, cls, classes, options, report);
+    // The description records the passes trained (auto picks them), whatever else the
+    // caller put there.
+    nlohmann::json description = nlohmann::json::parse(options.description, nullptr, false);
+    if (!description.is_object()) description = nlohmann::json::object();
+    description["epochs"] = report.epochs;
+    projection.description = description.dump();
     return apply_projection(index, std::move(projection), options.threads, start, report);
   }
   const int out_dim = std::min<int>({options.dim, static_cast<int>(classes) - 1, dim_in});

@@ -4,7 +4,8 @@
 # on the labelled images outside a seeded half, evaluated on that held-out half (queries
 # and database both, `eval --holdout`), beats the raw cosine ranking of the same half by a
 # clear margin; `info` shows the projection; images added later are projected too; `learn
-# --reset` gives the raw ranking back exactly; for article_type+colour, the colour histogram
+# --reset` gives the raw ranking back exactly; `learn --method head` (a trained head) beats
+# the raw ranking too; for article_type+colour, the colour histogram
 # in the fit (`learn --colour`) beats the LDA without it. (The full 44k figures are in
 # docs/eval.md.)
 source "$(dirname "$0")/lib.sh"
@@ -61,6 +62,20 @@ assert on["exact"]["mAP"] >= off["exact"]["mAP"] + 0.02, (on["exact"], off["exac
 assert on["exact"]["P@10"] >= off["exact"]["P@10"] + 0.01, (on["exact"], off["exact"])
 PY
 
+# --method head: the trained head, fitted and evaluated on the same halves (checked below
+# against LDA). Its options are refused with the other method.
+cp f.index h.index
+expect_status 2 "$IMGSEARCH" learn -i h.index "${LABELS[@]}" --hidden 64
+expect_in "$WORK/err" "^imgsearch: learn: --hidden and --epochs are for --method head$"
+expect_status 2 "$IMGSEARCH" learn -i h.index "${LABELS[@]}" --method head --shrinkage 0.2
+expect_in "$WORK/err" "^imgsearch: learn: --shrinkage is for --method lda$"
+expect_status 0 "$IMGSEARCH" learn -i h.index "${LABELS[@]}" "${HOLD[@]}" --method head --json
+cp "$WORK/out" learn_head.json
+expect_status 0 "$IMGSEARCH" eval -i h.index "${LABELS[@]}" "${HOLD[@]}" --json
+cp "$WORK/out" head.json
+expect_status 0 "$IMGSEARCH" info -i h.index
+expect_in "$WORK/out" "^projection: learned, 1280 -> 1024 hidden units \(ReLU\) -> 128 dimensions \(\{.*\"method\":\"head\""
+
 expect_status 0 "$IMGSEARCH" learn -i f.index "${LABELS[@]}" "${HOLD[@]}"
 cp "$WORK/out" learn.txt
 expect_in learn.txt "^learned an LDA projection 1280 -> 24 dimensions from [0-9]+ images with 25 labels \(article_type\), shrinkage 0\.1$"
@@ -89,6 +104,20 @@ assert info["dim"] == 24 and info["model_dim"] == 1280
 fit = info["projection"]["fitted"]
 assert fit["method"] == "lda" and fit["label_columns"] == ["article_type"] and fit["holdout"] == 0.5
 assert seen["mAP"] > learned["mAP"]
+PY
+
+"$PYTHON" - base.json learned.json head.json learn_head.json <<'PY'
+import json, sys
+base, lda, head, fit = (json.load(open(p)) for p in sys.argv[1:])
+print("held-out half: raw mAP %.3f P@10 %.3f; LDA %.3f / %.3f; head %.3f / %.3f (%d epochs, %.1f s)" % (
+    base["mAP"], base["P@10"], lda["mAP"], lda["P@10"], head["mAP"], head["P@10"], fit["epochs"], fit["seconds"]))
+assert fit["method"] == "head" and fit["hidden"] == 1024 and fit["out_dim"] == 128, fit
+batches = -(-fit["fitted"] // 256)
+assert fit["epochs"] == max(8, -(-600 // batches)), fit  # auto: at least 600 batches of 256
+assert head["post_processing"]["projection"] == {"in_dim": 1280, "out_dim": 128, "hidden": 1024}
+assert head["images"] == base["images"]
+assert head["mAP"] >= base["mAP"] + 0.08, (head["mAP"], base["mAP"])
+assert head["P@10"] >= base["P@10"] + 0.02, (head["P@10"], base["P@10"])
 PY
 
 # Images added after learning are projected like the others: each finds itself first.

@@ -144,6 +144,19 @@ int main(int argc, char** argv) {
       index.set_augmentation({}, 1);
       index.set_projection(c, 1);
       save_index(index, (out / "index" / (name + "-colour.index")).string());
+      // A learned head (PROJECT with a hidden layer, META requires projection_head) over
+      // the colour input, with augmentation.
+      Projection h = c;
+      h.hidden = 4;
+      h.matrix.clear();
+      for (int i = 0; i < h.hidden * h.input_dim(); ++i) h.matrix.push_back(colour_normal(colour_rng));
+      for (int i = 0; i < h.hidden; ++i) h.hidden_bias.push_back(0.1f * colour_normal(colour_rng));
+      for (int i = 0; i < h.out_dim * h.hidden; ++i) h.output_matrix.push_back(colour_normal(colour_rng));
+      h.output_bias.assign(static_cast<std::size_t>(h.out_dim), 0.05f);
+      index.set_projection(h, 1);
+      index.set_augmentation({2, 3.0f}, 1);
+      save_index(index, (out / "index" / (name + "-head.index")).string());
+      index.set_augmentation({}, 1);
       // A projection for memory (learn --pca: description "method": "pca", searches
       // rescored by the model vectors) over int8 codes, without augmentation or expansion.
       index.set_query_expansion({});

@@ -10,6 +10,7 @@
 #include "test_helpers.h"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <random>
 #include <string>
@@ -122,7 +123,7 @@ TEST_CASE("learn --method head learns labels no linear projection can, on images
   save_index(head, path);
   ImageIndex loaded = load_index(path);
   CHECK(loaded.projection().hidden == 32);
-  CHECK(loaded.projection().description == options.description);
+  CHECK(nlohmann::json::parse(loaded.projection().description) == nlohmann::json{{"method", "head"}, {"epochs", 300}});
   std::vector<IndexEntry> extra(1);
   extra[0].path = "/photos/extra.jpg";
   loaded.add(extra, v.data() + 5 * kDim, 1);
@@ -137,7 +138,10 @@ TEST_CASE("learn --method head learns labels no linear projection can, on images
   options.hidden = 0;
   CHECK_THROWS_WITH(learn_projection(other, labels, options), Catch::Matchers::Contains("--hidden must be in"));
   options.hidden = 32;
-  options.epochs = 0;
+  options.epochs = -1;
   CHECK_THROWS_WITH(learn_projection(other, labels, options), Catch::Matchers::Contains("--epochs must be in"));
-  CHECK(!other.projection().enabled());
+  // Auto: at least kMinHeadSteps batches; 420 images are 2 batches of 256.
+  options.epochs = 0;
+  const LearnReport automatic = learn_projection(other, labels, options);
+  CHECK(automatic.epochs == kMinHeadSteps / 2);
 }

@@ -28,10 +28,14 @@ struct LearnOptions {
   double colour_weight = 0.5;
   int threads = 0;          // 0 = all cores
   int hidden = 1024;        // Head: hidden units
-  int epochs = 8;           // Head: passes over the fitted images
+  int epochs = 0;           // Head: passes over the fitted images; 0 = auto: 8, more for small sets (kMinHeadSteps)
   std::size_t max_fit_images = 100000;  // learn_pca: a seeded sample of at most this many images
   std::string description;  // recorded with the projection (labels used, ...); JSON object text or ""
 };
+
+// The auto epoch count trains for at least this many batches, so that a few hundred
+// labelled images are not left half-trained.
+constexpr int kMinHeadSteps = 600;
 
 struct LearnReport {
   std::size_t images = 0;     // in the index
@@ -39,6 +43,7 @@ struct LearnReport {
   std::size_t held_out = 0;   // labelled, kept out of the fit
   std::size_t fitted = 0;     // images the projection was fitted on
   std::size_t labels = 0;     // distinct labels among them
+  int epochs = 0;             // Head: the passes trained
   int in_dim = 0, out_dim = 0;  // in_dim: the model's, plus colour_bins
   int colour_bins = 0;
   double fit_seconds = 0, apply_seconds = 0;
@@ -50,7 +55,8 @@ struct LearnReport {
 // by options.seed) on the model vectors (with options.colour, and their colour histograms)
 // of the labelled, not held-out images and sets it as the index's projection (replacing any
 // earlier one): the search vectors become W (x - mean), or the head's output, normalised.
-// Throws Error(InvalidArgument) when fewer than two labels with two images each remain.
+// A head's description gets "epochs": the passes trained. Throws Error(InvalidArgument)
+// when fewer than two labels with two images each remain.
 LearnReport learn_projection(ImageIndex& index, const Labels& labels, const LearnOptions& options);
 
 // Without labels: the out_dim = options.dim directions that hold most of the model
