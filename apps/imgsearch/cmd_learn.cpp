@@ -227,7 +227,7 @@ void setup_learn(CLI::App& app, Runner& runner) {
       ->check(CLI::Range(1, 65536));
   app.add_option("--hidden", args->hidden, "head: hidden units (default 1024)")->check(CLI::Range(1, kMaxHiddenUnits));
   app.add_option("--epochs", args->epochs,
-                 "head: passes over the labelled images (default: 8, more for small sets: at least 600 batches)")
+                 "head: passes over the labelled images (default: 10, more for small sets: at least 600 batches)")
       ->check(CLI::Range(1, 1000));
   app.add_flag("--pca", args->pca,
                "no labels: project onto the directions holding most of the vectors' energy (saves memory)");

@@ -96,13 +96,13 @@ Projection fit_head(const ImageIndex& index, const std::vector<std::uint32_t>& f
   torch::Tensor proxies = (torch::randn({static_cast<std::int64_t>(classes), out_dim}) * 0.01).set_requires_grad(true);
   std::vector<torch::Tensor> parameters = net->parameters();
   parameters.push_back(proxies);
-  constexpr double kPeakRate = 2e-3, kScale = 16, kSmoothing = 0.1;
+  constexpr double kPeakRate = 2e-3, kScale = 8, kSmoothing = 0.1;
   torch::optim::AdamW optimiser(parameters, torch::optim::AdamWOptions(kPeakRate).weight_decay(1e-4));
   constexpr std::int64_t kBatch = 256;
   const std::int64_t batches = (m + kBatch - 1) / kBatch;
   const int epochs = options.epochs > 0 ? options.epochs
                                         : static_cast<int>(std::min<std::int64_t>(
-                                              1000, std::max<std::int64_t>(8, (kMinHeadSteps + batches - 1) / batches)));
+                                              1000, std::max<std::int64_t>(10, (kMinHeadSteps + batches - 1) / batches)));
   report.epochs = epochs;
   const std::int64_t steps = batches * epochs;
   const std::int64_t warmup = std::max<std::int64_t>(1, steps * 3 / 10);

@@ -113,11 +113,14 @@ print("held-out half: raw mAP %.3f P@10 %.3f; LDA %.3f / %.3f; head %.3f / %.3f 
     base["mAP"], base["P@10"], lda["mAP"], lda["P@10"], head["mAP"], head["P@10"], fit["epochs"], fit["seconds"]))
 assert fit["method"] == "head" and fit["hidden"] == 1024 and fit["out_dim"] == 128, fit
 batches = -(-fit["fitted"] // 256)
-assert fit["epochs"] == max(8, -(-600 // batches)), fit  # auto: at least 600 batches of 256
+assert fit["epochs"] == max(10, -(-600 // batches)), fit  # auto: at least 600 batches of 256
 assert head["post_processing"]["projection"] == {"in_dim": 1280, "out_dim": 128, "hidden": 1024}
 assert head["images"] == base["images"]
 assert head["mAP"] >= base["mAP"] + 0.08, (head["mAP"], base["mAP"])
 assert head["P@10"] >= base["P@10"] + 0.02, (head["P@10"], base["P@10"])
+# Measured here: 0.785 / 0.816 against LDA's 0.755 / 0.786 (docs/eval.md has the 44k figures).
+assert head["mAP"] > lda["mAP"], (head["mAP"], lda["mAP"])
+assert head["P@10"] >= lda["P@10"] - 0.01, (head["P@10"], lda["P@10"])
 PY
 
 # Images added after learning are projected like the others: each finds itself first.

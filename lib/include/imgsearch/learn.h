@@ -28,7 +28,7 @@ struct LearnOptions {
   double colour_weight = 0.5;
   int threads = 0;          // 0 = all cores
   int hidden = 1024;        // Head: hidden units
-  int epochs = 0;           // Head: passes over the fitted images; 0 = auto: 8, more for small sets (kMinHeadSteps)
+  int epochs = 0;           // Head: passes over the fitted images; 0 = auto: 10, more for small sets (kMinHeadSteps)
   std::size_t max_fit_images = 100000;  // learn_pca: a seeded sample of at most this many images
   std::string description;  // recorded with the projection (labels used, ...); JSON object text or ""
 };
