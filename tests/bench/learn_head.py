@@ -8,9 +8,12 @@ the other (5,000 seeded queries against the held-out half, the query itself excl
 cosine ranking): raw vectors, LDA with shrinkage (what `learn` does), and heads trained with
 a normalised proxy softmax (linear, and an MLP 1280-1024-D with BatchNorm, ReLU, dropout).
 
-    learn_head.py --index fashion.index --labels labels.csv [--label-column article_type]
+    learn_head.py --index fashion.index --labels labels.csv [--label-column article_type] [--sweep]
 
 Prints one line per setting: mAP, P@10, seconds. Needs Debian's torch (/usr/bin/python3).
+--sweep instead trains the MLP 1280-1024-128 the way `learn --method head` does (a one-cycle
+learning rate peaking at 0.002, batches of 256), 6 epochs unless said, over the settings that
+chose its defaults (docs/eval.md): the cosine scale, weight decay, dropout, label smoothing.
 """
 import argparse
 import csv
@@ -77,16 +80,21 @@ def lda(X, y, dim=64, shrink=0.1):
     return W.float().numpy(), mu.float().numpy()
 
 
-def train_head(V, y, train, classes, kind, dim=64, epochs=30, s=16.0, hidden=1024, lr=1e-3, wd=1e-4):
+def train_head(V, y, train, classes, kind, dim=64, epochs=30, s=16.0, hidden=1024, lr=1e-3, wd=1e-4, onecycle=False,
+               drop=0.2, indrop=0.0, ls=0.1):
     X, Y = torch.from_numpy(V[train]), torch.from_numpy(y[train])
     if kind == "linear":
         net = torch.nn.Linear(V.shape[1], dim)
     else:
-        net = torch.nn.Sequential(torch.nn.Linear(V.shape[1], hidden), torch.nn.BatchNorm1d(hidden), torch.nn.ReLU(),
-                                  torch.nn.Dropout(0.2), torch.nn.Linear(hidden, dim))
+        net = torch.nn.Sequential(*([torch.nn.Dropout(indrop)] if indrop else []),
+                                  torch.nn.Linear(V.shape[1], hidden), torch.nn.BatchNorm1d(hidden), torch.nn.ReLU(),
+                                  torch.nn.Dropout(drop), torch.nn.Linear(hidden, dim))
     proxies = torch.nn.Parameter(torch.randn(classes, dim) * 0.01)
     opt = torch.optim.AdamW(list(net.parameters()) + [proxies], lr=lr, weight_decay=wd)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    if onecycle:  # stepped per batch, as `learn --method head`
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * ((len(X) + 255) // 256))
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     for _ in range(epochs):
         net.train()
         perm = torch.randperm(len(X))
@@ -94,11 +102,14 @@ def train_head(V, y, train, classes, kind, dim=64, epochs=30, s=16.0, hidden=102
             b = perm[i:i + 256]
             z = torch.nn.functional.normalize(net(X[b]), dim=1)
             logits = s * z @ torch.nn.functional.normalize(proxies, dim=1).T
-            loss = torch.nn.functional.cross_entropy(logits, Y[b], label_smoothing=0.1)
+            loss = torch.nn.functional.cross_entropy(logits, Y[b], label_smoothing=ls)
             opt.zero_grad()
             loss.backward()
             opt.step()
-        sched.step()
+            if onecycle:
+                sched.step()
+        if not onecycle:
+            sched.step()
     net.eval()
     with torch.no_grad():
         return net(torch.from_numpy(V)).numpy()
@@ -111,6 +122,7 @@ def main():
     ap.add_argument("--id-column", default="id")
     ap.add_argument("--label-column", default="article_type", help="COL or COL+COL")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sweep", action="store_true", help="the one-cycle MLP settings behind learn --method head")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -131,8 +143,17 @@ def main():
     W, mu = lda(V[train], y[train])
     print("LDA 64-d, shrinkage 0.1: mAP %.3f P@10 %.3f (%.0f s)" % (*evaluate((V - mu) @ W, y, test), time.time() - t),
           flush=True)
-    for setting in [dict(kind="linear"), dict(kind="linear", s=32.0), dict(kind="mlp"), dict(kind="mlp", dim=128),
-                    dict(kind="mlp", s=32.0)]:
+    settings = [dict(kind="linear"), dict(kind="linear", s=32.0), dict(kind="mlp"), dict(kind="mlp", dim=128),
+                dict(kind="mlp", s=32.0)]
+    if args.sweep:
+        base = dict(kind="mlp", dim=128, epochs=6, lr=2e-3, onecycle=True)
+        settings = [dict(base, **change) for change in
+                    [{}, dict(wd=0.05), dict(indrop=0.2), dict(ls=0.2), dict(s=24.0), dict(drop=0.5), dict(s=10.0),
+                     dict(lr=4e-3), dict(s=8.0), dict(s=6.0), dict(s=4.0), dict(s=8.0, epochs=10), dict(s=8.0, ls=0.0),
+                     dict(s=8.0, dim=256)]]
+    for setting in settings:
+        if args.sweep:
+            torch.manual_seed(0)
         t = time.time()
         Z = train_head(V, y, train, len(names), **setting)
         print("%s: mAP %.3f P@10 %.3f (%.0f s)" % (setting, *evaluate(Z, y, test), time.time() - t), flush=True)
