@@ -9,6 +9,8 @@
 
 #include "test_helpers.h"
 
+#include "photo_index.h"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -41,18 +43,7 @@ std::vector<float> xor_vectors(std::size_t n, unsigned seed, Labels& labels) {
   return v;
 }
 
-ImageIndex make_index(const std::vector<float>& v) {
-  ModelInfo m;
-  m.name = "test";
-  m.output_dim = kDim;
-  m.path = "/models/test.pt";
-  m.content_hash = "0123456789abcdef";
-  ImageIndex index(kDim, HnswParams{}, m);
-  std::vector<IndexEntry> e(v.size() / kDim);
-  for (std::size_t i = 0; i < e.size(); ++i) e[i].path = "/photos/" + std::to_string(i) + ".jpg";
-  index.add(e, v.data(), 1);
-  return index;
-}
+ImageIndex make_index(const std::vector<float>& v) { return test::photo_index(v, kDim); }
 
 // Over the held-out images, the share of each one's 10 nearest held-out images (exact
 // search in the index's space) with its label.

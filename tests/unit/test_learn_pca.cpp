@@ -6,6 +6,8 @@
 #include <imgsearch/learn.h>
 #include <imgsearch/refinement.h>
 
+#include "photo_index.h"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -50,18 +52,7 @@ std::vector<float> low_rank_vectors(std::size_t n, unsigned seed) {
   return v;
 }
 
-ImageIndex make_index(const std::vector<float>& v) {
-  ModelInfo m;
-  m.name = "test";
-  m.output_dim = kDim;
-  m.path = "/models/test.pt";
-  m.content_hash = "0123456789abcdef";
-  ImageIndex index(kDim, HnswParams{}, m);
-  std::vector<IndexEntry> e(v.size() / kDim);
-  for (std::size_t i = 0; i < e.size(); ++i) e[i].path = "/photos/" + std::to_string(i) + ".jpg";
-  index.add(e, v.data(), 1);
-  return index;
-}
+ImageIndex make_index(const std::vector<float>& v) { return test::photo_index(v, kDim); }
 
 }  // namespace
 
