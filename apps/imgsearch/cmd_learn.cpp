@@ -182,7 +182,7 @@ int run_learn(const LearnArgs& args) {
   options.description = description.dump();
   const auto start = std::chrono::steady_clock::now();
   const LearnReport r = learn_projection(index, labels, options);
-  if (head) description["epochs"] = r.epochs;  // as the library records it
+  description = nlohmann::json::parse(index.projection().description);  // as stored: a head's adds "epochs"
   save_index(index, index_path);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (args.json) {

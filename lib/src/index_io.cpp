@@ -418,10 +418,9 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
     read_expansion(r, expansion.k, expansion.alpha);
     r.expect_end();
   }
-  if (required.count("colour_projection") && !projection.enabled())
-    in.fail("META requires colour_projection but there is no PROJECT section");
-  if (required.count("projection_head") && !projection.enabled())
-    in.fail("META requires projection_head but there is no PROJECT section");
+  for (const char* part : {"colour_projection", "projection_head"})  // features that only qualify PROJECT
+    if (required.count(part) && !projection.enabled())
+      in.fail(std::string("META requires ") + part + " but there is no PROJECT section");
   const bool transformed = projection.enabled() || augmentation.enabled();
   const int search_dim = projection.enabled() ? projection.out_dim : dim;
   // VECS: the model's vectors, float32 with post-processing, else the searched rows.

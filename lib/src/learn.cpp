@@ -153,8 +153,7 @@ Projection fit_head(const ImageIndex& index, const std::vector<std::uint32_t>& f
   projection.hidden_bias = to_floats(b1);
   projection.output_matrix = to_floats(last->weight);
   projection.output_bias = to_floats(last->bias);
-  check_projection(projection);
-  return projection;
+  return projection;  // apply_projection's set_projection checks it
 }
 }  // namespace
 

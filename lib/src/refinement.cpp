@@ -167,6 +167,10 @@ void expand_query(const ImageIndex& index, const float* query, const std::vector
 
 void check_projection(const Projection& p) {
   if (!p.enabled()) return;
+  IMGSEARCH_CHECK(p.colour_bins == 0 || p.colour_bins == kColourBins, ErrorKind::InvalidArgument,
+                  "projection: {} colour bins (this imgsearch makes {})", p.colour_bins, kColourBins);
+  IMGSEARCH_CHECK(!p.uses_colour() || (std::isfinite(p.colour_weight) && p.colour_weight > 0), ErrorKind::InvalidArgument,
+                  "projection: bad colour weight");
   const auto input = static_cast<std::size_t>(p.input_dim());
   const auto rows = static_cast<std::size_t>(p.first_rows());
   const bool head = p.has_hidden_layer();
@@ -340,10 +344,6 @@ void ImageIndex::set_projection(Projection projection, int threads) {
   if (projection.enabled()) {
     IMGSEARCH_CHECK(projection.in_dim == model_dim_, ErrorKind::Mismatch,
                     "projection: takes {}-d vectors, the index holds {}-d", projection.in_dim, model_dim_);
-    IMGSEARCH_CHECK(projection.colour_bins == 0 || projection.colour_bins == kColourBins, ErrorKind::InvalidArgument,
-                    "projection: {} colour bins (this imgsearch makes {})", projection.colour_bins, kColourBins);
-    IMGSEARCH_CHECK(!projection.uses_colour() || (std::isfinite(projection.colour_weight) && projection.colour_weight > 0),
-                    ErrorKind::InvalidArgument, "projection: bad colour weight");
     check_projection(projection);
   } else {
     projection = Projection{};

@@ -58,7 +58,8 @@ struct Projection {
 // A head's hidden units at most (the loader refuses more).
 constexpr int kMaxHiddenUnits = 8192;
 
-// Throws Error(InvalidArgument) unless an enabled projection's sizes agree with each other
+// Throws Error(InvalidArgument) unless an enabled projection's colour fields are this
+// imgsearch's (0 or kColourBins bins, a positive weight), its sizes agree with each other
 // (out_dim <= input_dim() for a linear one, <= hidden for a head) and every value is finite.
 void check_projection(const Projection& p);
 
