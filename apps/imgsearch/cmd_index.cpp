@@ -325,7 +325,9 @@ int run_index(const IndexArgs& args) {
   if (!interrupted()) {
     std::vector<std::size_t> missing;
     for (std::size_t id = 0; id < index->size(); ++id)
-      if (!index->entry(id).signals.present || index->entry(id).signals.thumbnail.empty()) missing.push_back(id);
+      if (!index->entry(id).signals.present || index->entry(id).signals.thumbnail.empty() ||
+          index->entry(id).signals.fine_thumbnail.empty())
+        missing.push_back(id);
     if (!missing.empty()) {
       std::vector<std::string> files;
       for (const std::size_t id : missing) files.push_back(index->entry(id).path);

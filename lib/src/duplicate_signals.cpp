@@ -21,7 +21,8 @@ DuplicateSignals duplicate_signals(const std::uint8_t* file_bytes, std::size_t s
   s.present = true;
   s.content_hash = content_hash(file_bytes, size);
   s.phash = perceptual_hashes(decoded);
-  const CropThumbnail thumb = crop_thumbnail(decoded);
+  s.fine_thumbnail = crop_thumbnail(decoded, kFineCropThumbSide);
+  const CropThumbnail thumb = coarse_crop_thumbnail(s.fine_thumbnail.data());
   s.thumbnail.assign(thumb.begin(), thumb.end());
   return s;
 }

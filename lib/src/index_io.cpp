@@ -131,8 +131,10 @@ void save_index(const ImageIndex& index, const std::string& path) {
   const bool with_signals = index.signals_count() > 0;
   const bool with_thumbs = std::any_of(index.entries().begin(), index.entries().end(),
                                        [](const IndexEntry& e) { return !e.signals.thumbnail.empty(); });
+  const bool with_fine_thumbs = std::any_of(index.entries().begin(), index.entries().end(),
+                                            [](const IndexEntry& e) { return !e.signals.fine_thumbnail.empty(); });
   const bool with_colour = index.colour_count() > 0;
-  const unsigned sections = 4 + (with_signals ? 1 : 0) + (with_thumbs ? 1 : 0) + (with_colour ? 1 : 0) + (transformed ? 1 : 0) +
+  const unsigned sections = 4 + (with_signals ? 1 : 0) + (with_thumbs ? 1 : 0) + (with_fine_thumbs ? 1 : 0) + (with_colour ? 1 : 0) + (transformed ? 1 : 0) +
                             (projected ? 1 : 0) + (augmented ? 1 : 0) +
                             (expanded ? 1 : 0) + (with_tombstones ? 1 : 0);
   detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, sections);
@@ -197,6 +199,19 @@ void save_index(const ImageIndex& index, const std::string& path) {
       const std::uint8_t flag = has ? 1 : 0;
       out.write(&flag, 1);
       out.write(has ? e.signals.thumbnail.data() : none.data(), kCropThumbPixels);
+    }
+    out.end_section();
+  }
+  // Optional, information only: the same at 64x64, for entries that also have the 32x32 one.
+  if (with_fine_thumbs) {
+    out.begin_section("DUPTHM64");
+    const std::vector<std::uint8_t> none(kFineCropThumbPixels, 0);
+    for (const IndexEntry& e : index.entries()) {
+      const bool has = e.signals.fine_thumbnail.size() == static_cast<std::size_t>(kFineCropThumbPixels) &&
+                       e.signals.thumbnail.size() == static_cast<std::size_t>(kCropThumbPixels);
+      const std::uint8_t flag = has ? 1 : 0;
+      out.write(&flag, 1);
+      out.write(has ? e.signals.fine_thumbnail.data() : none.data(), kFineCropThumbPixels);
     }
     out.end_section();
   }
@@ -528,7 +543,8 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
     }
     r.expect_end();
   }
-  if (in.has_section("DUPTHUMB") && !options.duplicate_thumbnails) index.sections_left_out_ = true;
+  if ((in.has_section("DUPTHUMB") || in.has_section("DUPTHM64")) && !options.duplicate_thumbnails)
+    index.sections_left_out_ = true;
   if (in.has_section("DUPTHUMB") && options.duplicate_thumbnails) {
     detail::ByteReader r(in, "DUPTHUMB");
     constexpr std::size_t kRecord = 1 + kCropThumbPixels;
@@ -543,6 +559,26 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
         index.entries_[i].signals.thumbnail.assign(pixels, pixels + kCropThumbPixels);
       } else if (std::any_of(pixels, pixels + kCropThumbPixels, [](std::uint8_t v) { return v != 0; })) {
         in.fail("DUPTHUMB entry " + std::to_string(i) + " is inconsistent");
+      }
+    }
+    r.expect_end();
+  }
+  if (in.has_section("DUPTHM64") && options.duplicate_thumbnails) {
+    detail::ByteReader r(in, "DUPTHM64");
+    constexpr std::size_t kRecord = 1 + kFineCropThumbPixels;
+    if (r.remaining() != count * kRecord)
+      in.fail("DUPTHM64 section holds " + std::to_string(r.remaining()) + " bytes, expected " +
+              std::to_string(count * kRecord) + " for " + std::to_string(count) + " entries");
+    for (std::uint64_t i = 0; i < count; ++i) {
+      const std::uint8_t flag = *r.bytes(1);
+      const std::uint8_t* pixels = r.bytes(kFineCropThumbPixels);
+      if (flag > 1) in.fail("DUPTHM64 entry " + std::to_string(i) + " has bad flag " + std::to_string(flag));
+      if (flag == 1) {
+        if (index.entries_[i].signals.thumbnail.empty())
+          in.fail("DUPTHM64 entry " + std::to_string(i) + " has no 32x32 thumbnail in DUPTHUMB");
+        index.entries_[i].signals.fine_thumbnail.assign(pixels, pixels + kFineCropThumbPixels);
+      } else if (std::any_of(pixels, pixels + kFineCropThumbPixels, [](std::uint8_t v) { return v != 0; })) {
+        in.fail("DUPTHM64 entry " + std::to_string(i) + " is inconsistent");
       }
     }
     r.expect_end();

@@ -1,13 +1,17 @@
 #include "imgsearch/thumbnail_match.h"
 
+#include "imgsearch/error.h"
+
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <utility>
 
 namespace imgsearch {
 
 namespace {
 
-constexpr int kSide = kCropThumbSide;
+
 // The grey grid the borders are found on: fine enough to place a border within 1 %.
 constexpr int kGridMax = 256;
 // A border row or column: every cell within this many grey levels of the edge's level
@@ -102,10 +106,12 @@ void resample(const float* src, int sw, int sh, float x0, float y0, float rw, fl
   resample_axis(rows.data(), ow, 1, ow, ay, out, ow, 1);
 }
 
-// A 32x32 thumbnail shrunk to w x w (w = 16..32) by area averaging: each output cell
-// covers at most 3 input cells per axis (32 / w <= 2), with the taps of each size
+// A Side x Side thumbnail shrunk to w x w (w = Side/2..Side) by area averaging: each output
+// cell covers at most 3 input cells per axis (Side / w <= 2), with the taps of each size
 // computed once; rows first, then columns as row updates the compiler vectorises.
+template <int Side>
 void shrink(const float* src, int w, float* out) {
+  constexpr int kSide = Side;
   constexpr int kTaps = 3;  // enough for w >= 16: a cell spans at most 2 input cells
   struct Taps {
     int first[kSide];
@@ -124,7 +130,8 @@ void shrink(const float* src, int w, float* out) {
     return t;
   }();
   const Taps& t = taps[w];
-  float tmp[kSide * kSide];  // tmp[y][i]
+  thread_local std::vector<float> tmp_buffer(kSide * kSide);  // tmp[y][i]
+  float* tmp = tmp_buffer.data();
   for (int y = 0; y < kSide; ++y)
     for (int i = 0; i < w; ++i) {
       const float* p = src + y * kSide + t.first[i];
@@ -146,8 +153,11 @@ void shrink(const float* src, int w, float* out) {
 
 }  // namespace
 
-CropThumbnail crop_thumbnail(const Image& image) {
-  CropThumbnail thumb{};
+std::vector<std::uint8_t> crop_thumbnail(const Image& image, int side) {
+  IMGSEARCH_CHECK(side == kCropThumbSide || side == kFineCropThumbSide, ErrorKind::InvalidArgument,
+                  "crop thumbnail: side {} (only {} or {})", side, kCropThumbSide, kFineCropThumbSide);
+  const std::size_t pixels = static_cast<std::size_t>(side) * side;
+  std::vector<std::uint8_t> thumb(pixels, 0);
   if (image.width <= 0 || image.height <= 0) return thumb;
   const int gw = std::min(image.width, kGridMax), gh = std::min(image.height, kGridMax);
   const std::vector<float>& g = grey_grid(image, gw, gh);
@@ -183,48 +193,88 @@ CropThumbnail crop_thumbnail(const Image& image) {
   while (left < max_cols && uniform_col(left, top, bottom, left_level)) ++left;
   while (gw - right < max_cols && uniform_col(right - 1, top, bottom, right_level)) --right;
 
-  std::array<float, kCropThumbPixels> out{};
-  resample(g.data(), gw, gh, float(left), float(top), float(right - left), float(bottom - top), kSide, kSide, out.data());
-  for (int i = 0; i < kCropThumbPixels; ++i) thumb[i] = static_cast<std::uint8_t>(std::clamp(std::lround(out[i]), 0L, 255L));
+  std::vector<float> out(pixels);
+  resample(g.data(), gw, gh, float(left), float(top), float(right - left), float(bottom - top), side, side, out.data());
+  for (std::size_t i = 0; i < pixels; ++i) thumb[i] = static_cast<std::uint8_t>(std::clamp(std::lround(out[i]), 0L, 255L));
+  return thumb;
+}
+
+CropThumbnail coarse_crop_thumbnail(const std::uint8_t* fine) {
+  static_assert(kFineCropThumbSide == 2 * kCropThumbSide, "2x2 blocks");
+  CropThumbnail thumb;
+  for (int y = 0; y < kCropThumbSide; ++y)
+    for (int x = 0; x < kCropThumbSide; ++x) {
+      const std::uint8_t* p = fine + 2 * y * kFineCropThumbSide + 2 * x;
+      thumb[y * kCropThumbSide + x] = static_cast<std::uint8_t>((p[0] + p[1] + p[kFineCropThumbSide] + p[kFineCropThumbSide + 1] + 2) / 4);
+    }
+  return thumb;
+}
+
+CropThumbnail crop_thumbnail(const Image& image) {
+  const std::vector<std::uint8_t> t = crop_thumbnail(image, kCropThumbSide);
+  CropThumbnail thumb;
+  std::copy(t.begin(), t.end(), thumb.begin());
   return thumb;
 }
 
 namespace {
 
-// Grey levels are matched as 16-bit integers scaled by kQuant (products summed in 32 bits:
-// 32 x 32 x 1020 x 1020 < 2^31), which the compiler turns into multiply-add vector
-// instructions; the rounding (1/8 grey level) is far below JPEG noise.
-constexpr float kQuant = 4.0f;
-constexpr int kStride = kSide + 8;  // outer rows padded, so a window row can be read 8 at a time
+// Grey levels are matched as 16-bit integers scaled by Quant (products summed in 32 bits:
+// 32 x 32 x 1020 x 1020 and 64 x 64 x 510 x 510 < 2^31), which the compiler turns into
+// multiply-add vector instructions; the rounding (1/8 or 1/4 grey level) is far below
+// JPEG noise.
+template <int Side>
+struct Geometry {
+  static constexpr int kSide = Side;
+  static constexpr int kPixels = Side * Side;
+  static constexpr float kQuant = Side <= 32 ? 4.0f : 2.0f;
+  static constexpr int kStride = Side + 8;  // outer rows padded, so a window row can be read 8 at a time
+  static_assert(double(Side) * Side * (255 * kQuant) * (255 * kQuant) < 2147483647.0, "32-bit dot products");
+};
 
 // A w x w inner thumbnail, zero mean, rows padded with zeros to a multiple of 8.
+template <int Side>
 struct Inner {
   int w = 0, w8 = 0;
   float norm = 0;  // of the quantised values
   double sum = 0;  // of the quantised values (zero but for rounding)
-  std::array<std::int16_t, kSide * kSide> v{};
+  std::array<std::int16_t, Side * Side> v{};
 };
 
-template <int W8>
+template <int W8, int Stride>
 std::int32_t window_dot(const std::int16_t* inner, const std::int16_t* outer, int rows) {
   std::int32_t acc = 0;
   for (int i = 0; i < rows; ++i) {
     const std::int16_t* a = inner + i * W8;
-    const std::int16_t* b = outer + i * kStride;
+    const std::int16_t* b = outer + i * Stride;
     for (int j = 0; j < W8; ++j) acc += std::int32_t(a[j]) * b[j];
   }
   return acc;
 }
 
+// window_dot for w8 = 8, 16, ... Side, chosen at run time from a table made at compile time.
+template <int Side, std::size_t... K>
+std::int32_t window_dot_any(int w8, const std::int16_t* inner, const std::int16_t* outer, int rows,
+                            std::index_sequence<K...>) {
+  using Dot = std::int32_t (*)(const std::int16_t*, const std::int16_t*, int);
+  static constexpr Dot table[] = {&window_dot<int(K + 1) * 8, Geometry<Side>::kStride>...};
+  return table[w8 / 8 - 1](inner, outer, rows);
+}
+
 // One direction: an inner thumbnail slid over `outer`. Positions are in half pixels: the
 // outer thumbnail is also kept shifted by half a pixel along x, y and both (mean of
 // neighbours), so a crop whose edge falls between two thumbnail cells still aligns.
+template <int Side>
 struct Matcher {
+  using G = Geometry<Side>;
+  static constexpr int kSide = Side, kStride = G::kStride;
   const CropMatchOptions& options;
   float enough;
   using Integral = std::array<std::int64_t, (kSide + 1) * (kSide + 1)>;
   std::array<std::array<std::int16_t, kSide * kStride>, 4> shifted{};  // [dy * 2 + dx]
   std::array<Integral, 4> sum{}, sum2{};
+
+  Matcher(const CropMatchOptions& o, float e) : options(o), enough(e) {}
 
   void set_outer(const float* o) {
     for (int v = 0; v < 4; ++v) {
@@ -235,7 +285,7 @@ struct Matcher {
         for (int x = 0; x < kSide; ++x) {
           const int x1 = std::min(x + dx, kSide - 1), y1 = std::min(y + dy, kSide - 1);
           const float g = 0.25f * (o[y * kSide + x] + o[y * kSide + x1] + o[y1 * kSide + x] + o[y1 * kSide + x1]);
-          t[y * kStride + x] = static_cast<std::int16_t>(g * kQuant + 0.5f);  // g >= 0
+          t[y * kStride + x] = static_cast<std::int16_t>(g * G::kQuant + 0.5f);  // g >= 0
         }
       for (int y = 0; y < kSide; ++y) {
         std::int64_t row = 0, row2 = 0;
@@ -254,24 +304,19 @@ struct Matcher {
     return s[(y + w) * W + x + w] - s[y * W + x + w] - s[(y + w) * W + x] + s[y * W + x];
   }
   // NCC of the zero-mean inner thumbnail against the window at (x2, y2) half pixels.
-  float ncc(const Inner& in, int x2, int y2) const {
+  float ncc(const Inner<Side>& in, int x2, int y2) const {
     const int v = (y2 & 1) * 2 + (x2 & 1), x = x2 >> 1, y = y2 >> 1, w = in.w;
     const double n = double(w) * w;
     const double s = double(box(sum[v], x, y, w)), s2 = double(box(sum2[v], x, y, w));
     const double var = s2 - s * s / n;
-    if (var < n * (kMinDeviation * kQuant) * (kMinDeviation * kQuant)) return -1.0f;
+    if (var < n * (kMinDeviation * G::kQuant) * (kMinDeviation * G::kQuant)) return -1.0f;
     const std::int16_t* outer = shifted[v].data() + y * kStride + x;
-    std::int32_t cross = 0;
-    switch (in.w8) {
-      case 8: cross = window_dot<8>(in.v.data(), outer, w); break;
-      case 16: cross = window_dot<16>(in.v.data(), outer, w); break;
-      case 24: cross = window_dot<24>(in.v.data(), outer, w); break;
-      default: cross = window_dot<32>(in.v.data(), outer, w); break;
-    }
+    const std::int32_t cross =
+        window_dot_any<Side>(in.w8, in.v.data(), outer, w, std::make_index_sequence<std::size_t(Side / 8)>{});
     return static_cast<float>((cross - in.sum * s / n) / (in.norm * std::sqrt(var)));
   }
   // Best over a grid of whole-pixel positions (half-pixel units in *bx, *by).
-  float grid_best(const Inner& in, int* bx, int* by) const {
+  float grid_best(const Inner<Side>& in, int* bx, int* by) const {
     const int range = kSide - in.w;  // whole-pixel positions 0..range on each axis
     const int p = std::min(options.positions, range + 1);
     float best = -2;
@@ -285,7 +330,7 @@ struct Matcher {
     return best;
   }
   // A hill climb from (bx, by) with value `best`, in whole and then half pixels.
-  float climb(const Inner& in, float best, int bx, int by) const {
+  float climb(const Inner<Side>& in, float best, int& bx, int& by) const {
     const int range = kSide - in.w;
     const bool all_tried = range + 1 <= options.positions;
     for (int step = 2; step >= (options.half_pixels ? 1 : 2); --step) {
@@ -308,10 +353,12 @@ struct Matcher {
   }
 };
 
-std::array<float, kCropThumbPixels> to_float(const std::uint8_t* t, float& deviation) {
-  std::array<float, kCropThumbPixels> f{}, g{};
+template <int Side>
+std::vector<float> to_float(const std::uint8_t* t, float& deviation) {
+  constexpr int kSide = Side, kPixels = Side * Side;
+  std::vector<float> f(kPixels), g(kPixels);
   double s = 0, s2 = 0;
-  for (int i = 0; i < kCropThumbPixels; ++i) {
+  for (int i = 0; i < kPixels; ++i) {
     f[i] = t[i];
     s += t[i];
     s2 += double(t[i]) * t[i];
@@ -325,8 +372,8 @@ std::array<float, kCropThumbPixels> to_float(const std::uint8_t* t, float& devia
       for (int x = 0; x < kSide; ++x)
         f[y * kSide + x] = 0.25f * (g[std::max(y - 1, 0) * kSide + x] + 2 * g[y * kSide + x] + g[std::min(y + 1, kSide - 1) * kSide + x]);
   }
-  const double mean = s / kCropThumbPixels;
-  deviation = static_cast<float>(std::sqrt(std::max(0.0, s2 / kCropThumbPixels - mean * mean)));
+  const double mean = s / kPixels;
+  deviation = static_cast<float>(std::sqrt(std::max(0.0, s2 / kPixels - mean * mean)));
   return f;
 }
 
@@ -338,9 +385,11 @@ void quarter_turn(const float* in, int w, float* out) {
 
 // The inner thumbnail `small` shrunk to w x w, turned `turn` quarters, zero mean, quantised.
 // False when it is flat at that size.
-bool prepare_inner(const float* small, int w, int turn, Inner& inner) {
-  std::array<float, kCropThumbPixels> resized, turned;
-  shrink(small, w, resized.data());
+template <int Side>
+bool prepare_inner(const float* small, int w, int turn, Inner<Side>& inner) {
+  constexpr float kQuant = Geometry<Side>::kQuant;
+  std::array<float, Side * Side> resized, turned;
+  shrink<Side>(small, w, resized.data());
   const int n = w * w;
   float mean = 0;
   for (int i = 0; i < n; ++i) mean += resized[i];
@@ -371,33 +420,37 @@ bool prepare_inner(const float* small, int w, int turn, Inner& inner) {
   return inner.norm >= kMinDeviation * kQuant * w;
 }
 
-}  // namespace
-
-CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, const CropMatchOptions& options,
-                                float enough) {
+template <int Side>
+CropMatch match(const std::uint8_t* a, const std::uint8_t* b, const CropMatchOptions& options, float enough) {
+  constexpr int kSide = Side;
   CropMatch best;
   float dev_a = 0, dev_b = 0;
-  const auto fa = to_float(a, dev_a), fb = to_float(b, dev_b);
+  const std::vector<float> fa = to_float<Side>(a, dev_a), fb = to_float<Side>(b, dev_b);
   if (dev_a < kMinDeviation || dev_b < kMinDeviation) return best;
   const int scales = std::max(1, options.scales);
   const int turns = options.rotations ? 4 : 1;
   // Coarse to fine: every size, direction and turn on a grid of positions; the best few
-  // of those are then refined by a hill climb.
-  std::array<Matcher, 2> matchers{Matcher{options, enough, {}, {}, {}}, Matcher{options, enough, {}, {}, {}}};
-  matchers[0].set_outer(fa.data());  // b inside a
-  matchers[1].set_outer(fb.data());  // a inside b
+  // of those are then refined by a hill climb. On the heap: 0.3 MB a pair at 64 x 64.
+  const std::array<std::unique_ptr<Matcher<Side>>, 2> matchers{std::make_unique<Matcher<Side>>(options, enough),
+                                                                std::make_unique<Matcher<Side>>(options, enough)};
+  matchers[0]->set_outer(fa.data());  // b inside a
+  matchers[1]->set_outer(fb.data());  // a inside b
   struct Start {
     float value;
     int direction, w, turn, x, y;
   };
   std::vector<Start> starts;
-  Inner inner;
+  auto inner = std::make_unique<Inner<Side>>();
   auto consider = [&](const Start& st) {
     if (st.value > best.ncc) {
       best.ncc = st.value;
       best.scale = float(st.w) / kSide;
       best.a_inside_b = st.direction == 1;
       best.rotation = st.turn;
+      best.side = kSide;
+      best.window = st.w;
+      best.x2 = st.x;
+      best.y2 = st.y;
     }
   };
   for (int direction = 0; direction < 2; ++direction) {
@@ -409,9 +462,9 @@ CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, co
       if (w == previous_w) continue;  // two scales, one window size
       previous_w = w;
       for (int turn = 0; turn < turns; ++turn) {
-        if (!prepare_inner(small, w, turn, inner)) break;  // flat at this size
+        if (!prepare_inner<Side>(small, w, turn, *inner)) break;  // flat at this size
         Start st{-2, direction, w, turn, 0, 0};
-        st.value = matchers[direction].grid_best(inner, &st.x, &st.y);
+        st.value = matchers[direction]->grid_best(*inner, &st.x, &st.y);
         consider(st);
         if (best.ncc >= enough) return best;
         starts.push_back(st);
@@ -423,12 +476,80 @@ CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, co
                     [](const Start& x, const Start& y) { return x.value > y.value; });
   for (std::size_t k = 0; k < refine; ++k) {
     Start st = starts[k];
-    prepare_inner(st.direction == 0 ? fb.data() : fa.data(), st.w, st.turn, inner);
-    st.value = matchers[st.direction].climb(inner, st.value, st.x, st.y);
+    prepare_inner<Side>(st.direction == 0 ? fb.data() : fa.data(), st.w, st.turn, *inner);
+    st.value = matchers[st.direction]->climb(*inner, st.value, st.x, st.y);
     consider(st);
     if (best.ncc >= enough) break;
   }
   return best;
+}
+
+// From a match found on thumbnails `coarse.side` cells wide: the same direction and turn,
+// window sizes within `slack` cells of the coarse one scaled up, each climbed from the
+// coarse position scaled up. A grid search at 64 x 64 misses many true crops (its
+// starting points lie outside the narrower peaks); starting from the coarse answer does not.
+template <int Side>
+CropMatch refine(const std::uint8_t* a, const std::uint8_t* b, const CropMatch& coarse, const CropMatchOptions& options,
+                 float enough) {
+  constexpr int kSide = Side;
+  CropMatch best;
+  if (coarse.side <= 0 || coarse.window <= 0) return best;
+  float dev_a = 0, dev_b = 0;
+  const std::vector<float> fa = to_float<Side>(a, dev_a), fb = to_float<Side>(b, dev_b);
+  if (dev_a < kMinDeviation || dev_b < kMinDeviation) return best;
+  const int direction = coarse.a_inside_b ? 1 : 0;
+  auto matcher = std::make_unique<Matcher<Side>>(options, enough);
+  matcher->set_outer(direction == 0 ? fa.data() : fb.data());
+  auto inner = std::make_unique<Inner<Side>>();
+  const float* small = direction == 0 ? fb.data() : fa.data();
+  const double factor = double(kSide) / coarse.side;
+  const int centre = static_cast<int>(std::lround(coarse.window * factor));
+  const int slack = static_cast<int>(std::ceil(factor)) + 1;
+  for (int w = std::max(kSide / 2, centre - slack); w <= std::min(kSide, centre + slack); ++w) {
+    if (!prepare_inner<Side>(small, w, coarse.rotation, *inner)) continue;
+    const int range2 = 2 * (kSide - w);
+    // The coarse window's centre, kept: a larger window starts a little up and left.
+    const double cx = (coarse.x2 / 2.0 + coarse.window / 2.0) * factor - w / 2.0;
+    const double cy = (coarse.y2 / 2.0 + coarse.window / 2.0) * factor - w / 2.0;
+    int x = std::clamp(static_cast<int>(std::lround(2 * cx)), 0, range2);
+    int y = std::clamp(static_cast<int>(std::lround(2 * cy)), 0, range2);
+    const float start = matcher->ncc(*inner, x, y);
+    const float value = matcher->climb(*inner, start, x, y);
+    if (value > best.ncc) {
+      best.ncc = value;
+      best.scale = float(w) / kSide;
+      best.a_inside_b = coarse.a_inside_b;
+      best.rotation = coarse.rotation;
+      best.side = kSide;
+      best.window = w;
+      best.x2 = x;
+      best.y2 = y;
+    }
+    if (best.ncc >= enough) break;
+  }
+  return best;
+}
+
+}  // namespace
+
+CropMatch refine_crop_match(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatch& coarse,
+                            const CropMatchOptions& options, float enough) {
+  IMGSEARCH_CHECK(side == kCropThumbSide || side == kFineCropThumbSide, ErrorKind::InvalidArgument,
+                  "crop match: side {} (only {} or {})", side, kCropThumbSide, kFineCropThumbSide);
+  return side == kCropThumbSide ? refine<kCropThumbSide>(a, b, coarse, options, enough)
+                                : refine<kFineCropThumbSide>(a, b, coarse, options, enough);
+}
+
+CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, const CropMatchOptions& options,
+                                float enough) {
+  return match<kCropThumbSide>(a, b, options, enough);
+}
+
+CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatchOptions& options,
+                                float enough) {
+  IMGSEARCH_CHECK(side == kCropThumbSide || side == kFineCropThumbSide, ErrorKind::InvalidArgument,
+                  "crop match: side {} (only {} or {})", side, kCropThumbSide, kFineCropThumbSide);
+  return side == kCropThumbSide ? match<kCropThumbSide>(a, b, options, enough) : match<kFineCropThumbSide>(a, b, options, enough);
 }
 
 }  // namespace imgsearch

@@ -87,6 +87,15 @@ int main(int argc, char** argv) {
               const bool square = std::abs(x - 12 - int(i % 4)) < 6 && std::abs(y - 16) < 6;
               s.thumbnail[y * kCropThumbSide + x] = static_cast<std::uint8_t>(square ? 230 : 4 * x + 2 * y);
             }
+          // ...and their 64x64 ones (DUPTHM64) on most of those.
+          if (i % 11 != 10) {
+            s.fine_thumbnail.resize(kFineCropThumbPixels);
+            for (int y = 0; y < kFineCropThumbSide; ++y)
+              for (int x = 0; x < kFineCropThumbSide; ++x) {
+                const bool square = std::abs(x - 24 - 2 * int(i % 4)) < 12 && std::abs(y - 32) < 12;
+                s.fine_thumbnail[y * kFineCropThumbSide + x] = static_cast<std::uint8_t>(square ? 230 : 2 * x + y);
+              }
+          }
         }
       }
       // Colour histograms (COLRHIST) on most entries: a few bins, summing to 1.

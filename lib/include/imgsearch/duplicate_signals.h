@@ -24,6 +24,9 @@ struct DuplicateSignals {
   // The crop signal (thumbnail_match.h): kCropThumbPixels grey levels, border-trimmed;
   // empty for entries indexed before it existed (DUPTHUMB section).
   std::vector<std::uint8_t> thumbnail;
+  // The same at 64x64 (kFineCropThumbSide), which settles the pairs the 32x32 one leaves in
+  // doubt (60 % crops); empty for entries indexed before it existed (DUPTHM64 section).
+  std::vector<std::uint8_t> fine_thumbnail;
 };
 
 // XXH3-64 of a buffer / of a file's bytes (Error(Io) naming the file).

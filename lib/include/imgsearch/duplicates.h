@@ -47,6 +47,11 @@ struct DedupThresholds {
   // least crop_cosine. In the cap: NCC >= cap_crop_ncc. > 1: off. Off for crowded pairs.
   float crop_ncc = 2.0f;
   float crop_cosine = -1.0f;
+  // A pair whose 32x32 NCC falls short of crop_ncc but reaches crop_fine_floor is looked at
+  // again on the 64x64 thumbnails (from the 32x32 answer's window): a match when that NCC
+  // is >= crop_fine_ncc. > 1: off (also for images without the 64x64 thumbnail).
+  float crop_fine_floor = 2.0f;
+  float crop_fine_ncc = 2.0f;
   float cap_crop_ncc = 2.0f;
   // A match with the group's centre at least this strong (score: cosine, or 1 - Hamming/64)
   // joins without the cap: a letterboxed copy is unmistakably its original's, even when

@@ -15,7 +15,7 @@ void save_index(const ImageIndex& index, const std::string& path);
 // section left out saves its memory for every image; an index loaded without one cannot
 // be saved (it would lose it), so writers load it whole.
 struct IndexLoadOptions {
-  // dedup's crop thumbnails (DUPTHUMB): 1 KB per image, used only by dedup.
+  // dedup's crop thumbnails (DUPTHUMB, DUPTHM64): 5 KB per image, used only by dedup.
   bool duplicate_thumbnails = true;
   // The colour histograms (COLRHIST), 456 bytes per image: when false they are still
   // loaded if the index's projection takes colour (a search by an indexed image needs its
