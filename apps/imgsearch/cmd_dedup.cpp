@@ -310,7 +310,8 @@ void setup_dedup(CLI::App& app, Runner& runner) {
                  "a hash match farther than N bits needs), cnn=X (cosine), weak-phash=N and weak-cnn=X "
                  "(both must hold), cap-phash=N and cap-cnn=X (what any two members of a group must pass), centre=X, orientations=0|1, "
                  "crowd-phash=N, crowd-phash-limit=N, crowd-cnn=X, crowd-cnn-limit=N, crowd-fraction=X, crowded-phash=N, crowded-cnn=X "
-                 "(the crowd rule for catalogues), crop=X, crop-cnn=X, cap-crop=X (the crop signal); repeatable (docs/dedup.md)");
+                 "(the crowd rule for catalogues), crop=X, crop-fine-floor=X, crop-fine=X, crop-cnn=X, cap-crop=X, cap-crop-drop=X, "
+                 "cap-crop-drop-ncc=X (the crop signal); repeatable (docs/dedup.md)");
   app.add_option("--format", args->format, "table (default), json (one line per group), tsv or html")
       ->check(CLI::IsMember({"table", "json", "tsv", "html"}));
   app.add_option("--html", args->html, "also write a self-contained HTML page of the groups here");

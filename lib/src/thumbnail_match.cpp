@@ -530,7 +530,86 @@ CropMatch refine(const std::uint8_t* a, const std::uint8_t* b, const CropMatch& 
   return best;
 }
 
+template <int Side>
+float occluded(const std::uint8_t* a, const std::uint8_t* b, const CropMatch& at, float drop) {
+  constexpr int kSide = Side;
+  if (at.side != kSide || at.window < kSide / 2 || at.window > kSide) return -1.0f;
+  float dev_a = 0, dev_b = 0;
+  const std::vector<float> fa = to_float<Side>(a, dev_a), fb = to_float<Side>(b, dev_b);
+  if (dev_a < kMinDeviation || dev_b < kMinDeviation) return -1.0f;
+  const int w = at.window, range2 = 2 * (kSide - w);
+  if (at.x2 < 0 || at.y2 < 0 || at.x2 > range2 || at.y2 > range2) return -1.0f;
+  const std::vector<float>& outer = at.a_inside_b ? fb : fa;
+  const std::vector<float>& small = at.a_inside_b ? fa : fb;
+  std::vector<float> inner(static_cast<std::size_t>(kSide) * kSide), turned(inner.size());
+  shrink<Side>(small.data(), w, inner.data());
+  for (int t = 0; t < at.rotation % 4; ++t) {
+    quarter_turn(inner.data(), w, turned.data());
+    std::copy(turned.begin(), turned.begin() + w * w, inner.begin());
+  }
+  // The window as the matcher saw it: half-pixel positions average the neighbouring cells.
+  const int x0 = at.x2 >> 1, y0 = at.y2 >> 1, dx = at.x2 & 1, dy = at.y2 & 1;
+  const int n = w * w;
+  std::vector<double> p(n), q(n);
+  for (int y = 0; y < w; ++y)
+    for (int x = 0; x < w; ++x) {
+      const int ox = x0 + x, oy = y0 + y;
+      const int ox1 = std::min(ox + dx, kSide - 1), oy1 = std::min(oy + dy, kSide - 1);
+      p[y * w + x] = inner[y * w + x];
+      q[y * w + x] = 0.25 * (outer[oy * kSide + ox] + outer[oy * kSide + ox1] + outer[oy1 * kSide + ox] + outer[oy1 * kSide + ox1]);
+    }
+  auto ncc_of = [&](const std::vector<char>& keep) {
+    double sp = 0, sq = 0, m = 0;
+    for (int i = 0; i < n; ++i)
+      if (keep[i]) sp += p[i], sq += q[i], ++m;
+    if (m < 2) return -1.0;
+    const double mp = sp / m, mq = sq / m;
+    double pp = 0, qq = 0, pq = 0;
+    for (int i = 0; i < n; ++i)
+      if (keep[i]) pp += (p[i] - mp) * (p[i] - mp), qq += (q[i] - mq) * (q[i] - mq), pq += (p[i] - mp) * (q[i] - mq);
+    const double floor = m * kMinDeviation * kMinDeviation;
+    if (pp < floor || qq < floor) return -1.0;
+    return pq / std::sqrt(pp * qq);
+  };
+  std::vector<char> keep(n, 1);
+  // Each cell's disagreement once both sides are standardised; the worst `drop` go.
+  double sp = 0, sq = 0;
+  for (int i = 0; i < n; ++i) sp += p[i], sq += q[i];
+  const double mp = sp / n, mq = sq / n;
+  double pp = 0, qq = 0;
+  for (int i = 0; i < n; ++i) pp += (p[i] - mp) * (p[i] - mp), qq += (q[i] - mq) * (q[i] - mq);
+  if (pp <= 0 || qq <= 0) return -1.0f;
+  const double sdp = std::sqrt(pp / n), sdq = std::sqrt(qq / n);
+  // Whole rows or whole columns: an overlay is a band or a block, while the cells where two
+  // different photos disagree are everywhere (dropping single cells lifted those too).
+  const int lines = std::clamp(static_cast<int>(std::lround(double(drop) * w)), 0, w / 2);
+  double best = ncc_of(keep);
+  for (int axis = 0; axis < 2 && lines > 0; ++axis) {
+    std::vector<std::pair<double, int>> residual(w);
+    for (int l = 0; l < w; ++l) residual[l] = {0.0, l};
+    for (int y = 0; y < w; ++y)
+      for (int x = 0; x < w; ++x) {
+        const int i = y * w + x;
+        const double r = (p[i] - mp) / sdp - (q[i] - mq) / sdq;
+        residual[axis == 0 ? y : x].first += r * r;
+      }
+    std::partial_sort(residual.begin(), residual.begin() + lines, residual.end(),
+                      [](const auto& x, const auto& y) { return x.first > y.first; });
+    std::fill(keep.begin(), keep.end(), 1);
+    for (int k = 0; k < lines; ++k)
+      for (int j = 0; j < w; ++j) keep[axis == 0 ? residual[k].second * w + j : j * w + residual[k].second] = 0;
+    best = std::max(best, ncc_of(keep));
+  }
+  return static_cast<float>(best);
+}
+
 }  // namespace
+
+float occluded_crop_ncc(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatch& at, float drop) {
+  IMGSEARCH_CHECK(side == kCropThumbSide || side == kFineCropThumbSide, ErrorKind::InvalidArgument,
+                  "crop match: side {} (only {} or {})", side, kCropThumbSide, kFineCropThumbSide);
+  return side == kCropThumbSide ? occluded<kCropThumbSide>(a, b, at, drop) : occluded<kFineCropThumbSide>(a, b, at, drop);
+}
 
 CropMatch refine_crop_match(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatch& coarse,
                             const CropMatchOptions& options, float enough) {

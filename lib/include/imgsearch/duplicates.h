@@ -53,6 +53,11 @@ struct DedupThresholds {
   float crop_fine_floor = 2.0f;
   float crop_fine_ncc = 2.0f;
   float cap_crop_ncc = 2.0f;
+  // In the cap, the crop NCC may also be taken without this fraction of the window's cells
+  // (those that disagree most: a text band, a logo), and then must reach cap_crop_drop_ncc.
+  // 0: off.
+  float cap_crop_drop = 0.0f;
+  float cap_crop_drop_ncc = 2.0f;
   // A match with the group's centre at least this strong (score: cosine, or 1 - Hamming/64)
   // joins without the cap: a letterboxed copy is unmistakably its original's, even when
   // it resembles the original's grey copy too little. > 1: off.

@@ -59,6 +59,10 @@ CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, co
 // scaled position, window sizes within a cell or two). Far cheaper than a search.
 CropMatch refine_crop_match(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatch& coarse,
                             const CropMatchOptions& options = {}, float enough = 2.0f);
+// The NCC at the window `at` (a match of these two side x side thumbnails) once the
+// `drop` fraction (0..0.5) of cells that disagree most is left out: a text band or a logo
+// over one image covers part of the window. -1 when `at` is not a window of them.
+float occluded_crop_ncc(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatch& at, float drop);
 // The same for two side x side thumbnails (kCropThumbSide or kFineCropThumbSide).
 CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatchOptions& options,
                                 float enough = 2.0f);
