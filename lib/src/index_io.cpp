@@ -545,44 +545,33 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   }
   if ((in.has_section("DUPTHUMB") || in.has_section("DUPTHM64")) && !options.duplicate_thumbnails)
     index.sections_left_out_ = true;
-  if (in.has_section("DUPTHUMB") && options.duplicate_thumbnails) {
-    detail::ByteReader r(in, "DUPTHUMB");
-    constexpr std::size_t kRecord = 1 + kCropThumbPixels;
-    if (r.remaining() != count * kRecord)
-      in.fail("DUPTHUMB section holds " + std::to_string(r.remaining()) + " bytes, expected " +
-              std::to_string(count * kRecord) + " for " + std::to_string(count) + " entries");
+  // DUPTHUMB and DUPTHM64: a flag byte and `pixels` grey levels per entry (zeros where absent).
+  auto read_thumbnails = [&](const char* tag, std::size_t pixels, std::vector<std::uint8_t> DuplicateSignals::*member) {
+    detail::ByteReader r(in, tag);
+    const std::string name = tag;
+    const std::size_t record = 1 + pixels;
+    if (r.remaining() != count * record)
+      in.fail(name + " section holds " + std::to_string(r.remaining()) + " bytes, expected " +
+              std::to_string(count * record) + " for " + std::to_string(count) + " entries");
     for (std::uint64_t i = 0; i < count; ++i) {
       const std::uint8_t flag = *r.bytes(1);
-      const std::uint8_t* pixels = r.bytes(kCropThumbPixels);
-      if (flag > 1) in.fail("DUPTHUMB entry " + std::to_string(i) + " has bad flag " + std::to_string(flag));
+      const std::uint8_t* grey = r.bytes(pixels);
+      DuplicateSignals& s = index.entries_[i].signals;
+      if (flag > 1) in.fail(name + " entry " + std::to_string(i) + " has bad flag " + std::to_string(flag));
       if (flag == 1) {
-        index.entries_[i].signals.thumbnail.assign(pixels, pixels + kCropThumbPixels);
-      } else if (std::any_of(pixels, pixels + kCropThumbPixels, [](std::uint8_t v) { return v != 0; })) {
-        in.fail("DUPTHUMB entry " + std::to_string(i) + " is inconsistent");
+        if (member == &DuplicateSignals::fine_thumbnail && s.thumbnail.empty())
+          in.fail(name + " entry " + std::to_string(i) + " has no 32x32 thumbnail in DUPTHUMB");
+        (s.*member).assign(grey, grey + pixels);
+      } else if (std::any_of(grey, grey + pixels, [](std::uint8_t v) { return v != 0; })) {
+        in.fail(name + " entry " + std::to_string(i) + " is inconsistent");
       }
     }
     r.expect_end();
-  }
-  if (in.has_section("DUPTHM64") && options.duplicate_thumbnails) {
-    detail::ByteReader r(in, "DUPTHM64");
-    constexpr std::size_t kRecord = 1 + kFineCropThumbPixels;
-    if (r.remaining() != count * kRecord)
-      in.fail("DUPTHM64 section holds " + std::to_string(r.remaining()) + " bytes, expected " +
-              std::to_string(count * kRecord) + " for " + std::to_string(count) + " entries");
-    for (std::uint64_t i = 0; i < count; ++i) {
-      const std::uint8_t flag = *r.bytes(1);
-      const std::uint8_t* pixels = r.bytes(kFineCropThumbPixels);
-      if (flag > 1) in.fail("DUPTHM64 entry " + std::to_string(i) + " has bad flag " + std::to_string(flag));
-      if (flag == 1) {
-        if (index.entries_[i].signals.thumbnail.empty())
-          in.fail("DUPTHM64 entry " + std::to_string(i) + " has no 32x32 thumbnail in DUPTHUMB");
-        index.entries_[i].signals.fine_thumbnail.assign(pixels, pixels + kFineCropThumbPixels);
-      } else if (std::any_of(pixels, pixels + kFineCropThumbPixels, [](std::uint8_t v) { return v != 0; })) {
-        in.fail("DUPTHM64 entry " + std::to_string(i) + " is inconsistent");
-      }
-    }
-    r.expect_end();
-  }
+  };
+  if (in.has_section("DUPTHUMB") && options.duplicate_thumbnails)
+    read_thumbnails("DUPTHUMB", kCropThumbPixels, &DuplicateSignals::thumbnail);
+  if (in.has_section("DUPTHM64") && options.duplicate_thumbnails)
+    read_thumbnails("DUPTHM64", kFineCropThumbPixels, &DuplicateSignals::fine_thumbnail);
   if (in.has_section("COLRHIST")) {
     // Left out, the histograms are only counted (info reports how many images have one),
     // their flags checked on the way.

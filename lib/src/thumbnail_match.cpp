@@ -21,6 +21,12 @@ constexpr double kMaxTrim = 0.4;  // of each side, so a flat image is not trimme
 // Below this standard deviation (grey levels) a thumbnail is flat: NCC would be noise.
 constexpr float kMinDeviation = 4.0f;
 
+// The two thumbnail sizes there are (a template instance each).
+void check_side(int side) {
+  IMGSEARCH_CHECK(side == kCropThumbSide || side == kFineCropThumbSide, ErrorKind::InvalidArgument,
+                  "crop thumbnail: side {} (only {} or {})", side, kCropThumbSide, kFineCropThumbSide);
+}
+
 // Box-averages the luminance into a gw x gh grid (gw <= width, gh <= height).
 // A cell sums at most (width / gw + 1) x (height / gh + 1) luminances of <= 255000: within
 // 32 bits up to 16,000 pixels a cell, 1 gigapixel at 256 x 256 cells.
@@ -154,8 +160,7 @@ void shrink(const float* src, int w, float* out) {
 }  // namespace
 
 std::vector<std::uint8_t> crop_thumbnail(const Image& image, int side) {
-  IMGSEARCH_CHECK(side == kCropThumbSide || side == kFineCropThumbSide, ErrorKind::InvalidArgument,
-                  "crop thumbnail: side {} (only {} or {})", side, kCropThumbSide, kFineCropThumbSide);
+  check_side(side);
   const std::size_t pixels = static_cast<std::size_t>(side) * side;
   std::vector<std::uint8_t> thumb(pixels, 0);
   if (image.width <= 0 || image.height <= 0) return thumb;
@@ -606,15 +611,13 @@ float occluded(const std::uint8_t* a, const std::uint8_t* b, const CropMatch& at
 }  // namespace
 
 float occluded_crop_ncc(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatch& at, float drop) {
-  IMGSEARCH_CHECK(side == kCropThumbSide || side == kFineCropThumbSide, ErrorKind::InvalidArgument,
-                  "crop match: side {} (only {} or {})", side, kCropThumbSide, kFineCropThumbSide);
+  check_side(side);
   return side == kCropThumbSide ? occluded<kCropThumbSide>(a, b, at, drop) : occluded<kFineCropThumbSide>(a, b, at, drop);
 }
 
 CropMatch refine_crop_match(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatch& coarse,
                             const CropMatchOptions& options, float enough) {
-  IMGSEARCH_CHECK(side == kCropThumbSide || side == kFineCropThumbSide, ErrorKind::InvalidArgument,
-                  "crop match: side {} (only {} or {})", side, kCropThumbSide, kFineCropThumbSide);
+  check_side(side);
   return side == kCropThumbSide ? refine<kCropThumbSide>(a, b, coarse, options, enough)
                                 : refine<kFineCropThumbSide>(a, b, coarse, options, enough);
 }
@@ -626,8 +629,7 @@ CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, co
 
 CropMatch match_crop_thumbnails(const std::uint8_t* a, const std::uint8_t* b, int side, const CropMatchOptions& options,
                                 float enough) {
-  IMGSEARCH_CHECK(side == kCropThumbSide || side == kFineCropThumbSide, ErrorKind::InvalidArgument,
-                  "crop match: side {} (only {} or {})", side, kCropThumbSide, kFineCropThumbSide);
+  check_side(side);
   return side == kCropThumbSide ? match<kCropThumbSide>(a, b, options, enough) : match<kFineCropThumbSide>(a, b, options, enough);
 }
 

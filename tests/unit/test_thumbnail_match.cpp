@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <tuple>
 
 using namespace imgsearch;
 
@@ -314,35 +315,24 @@ TEST_CASE("DUPTHUMB: saved and loaded; old indexes without it load; a corrupt on
     }
   };
   const auto good = test::Container::load(path);
-  {
-    auto c = good;
-    c.section("DUPTHUMB").data.pop_back();
-    rejected(c, "DUPTHUMB section holds");
-  }
-  {
-    auto c = good;
-    c.section("DUPTHUMB").data[(1 + kCropThumbPixels) * 3] = 2;
-    rejected(c, "DUPTHUMB entry 3 has bad flag");
-  }
-  {
-    auto c = good;
-    c.section("DUPTHUMB").data[(1 + kCropThumbPixels) * 2 + 5] = 1;  // absent entry with pixels
-    rejected(c, "DUPTHUMB entry 2 is inconsistent");
-  }
-  {
-    auto c = good;
-    c.section("DUPTHM64").data.push_back(0);
-    rejected(c, "DUPTHM64 section holds");
-  }
-  {
-    auto c = good;
-    c.section("DUPTHM64").data[(1 + kFineCropThumbPixels) * 1] = 7;
-    rejected(c, "DUPTHM64 entry 1 has bad flag");
-  }
-  {
-    auto c = good;
-    c.section("DUPTHM64").data[(1 + kFineCropThumbPixels) * 4 + 9] = 1;  // absent entry with pixels
-    rejected(c, "DUPTHM64 entry 4 is inconsistent");
+  // Each section: truncated, a bad flag, an absent entry with grey levels. Entry 2 has
+  // neither thumbnail, entry 4 no 64x64 one.
+  for (const auto& [tag, record, absent] : {std::tuple{"DUPTHUMB", 1 + kCropThumbPixels, 2}, std::tuple{"DUPTHM64", 1 + kFineCropThumbPixels, 4}}) {
+    {
+      auto c = good;
+      c.section(tag).data.pop_back();
+      rejected(c, std::string(tag) + " section holds");
+    }
+    {
+      auto c = good;
+      c.section(tag).data[static_cast<std::size_t>(record) * 3] = 2;
+      rejected(c, std::string(tag) + " entry 3 has bad flag");
+    }
+    {
+      auto c = good;
+      c.section(tag).data[static_cast<std::size_t>(record) * absent + 5] = 1;
+      rejected(c, std::string(tag) + " entry " + std::to_string(absent) + " is inconsistent");
+    }
   }
   {
     auto c = good;  // a 64x64 thumbnail without its 32x32 one
