@@ -195,6 +195,14 @@ void MappedFile::drop_pages() const {
   if (data) ::madvise(const_cast<std::uint8_t*>(data), size, MADV_DONTNEED);
 }
 
+void MappedFile::drop_pages(const std::uint8_t* begin, std::size_t bytes) const {
+  if (!data || begin < data || begin + bytes > data + size) return;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const std::uintptr_t from = (reinterpret_cast<std::uintptr_t>(begin) + page - 1) / page * page;
+  const std::uintptr_t to = (reinterpret_cast<std::uintptr_t>(begin) + bytes) / page * page;
+  if (to > from) ::madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
+}
+
 bool MappedFile::read_at(std::uint64_t offset, void* out, std::size_t bytes) const {
   std::size_t done = 0;
   while (done < bytes) {

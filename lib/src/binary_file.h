@@ -69,6 +69,8 @@ struct MappedFile {
   // Drops the mapping's pages from the resident set (MADV_DONTNEED): what stays mapped is
   // read again from the page cache only where it is touched.
   void drop_pages() const;
+  // The same for the whole pages inside [begin, begin + bytes) of the mapping.
+  void drop_pages(const std::uint8_t* begin, std::size_t bytes) const;
   // Reads `bytes` at `offset` with pread (never the mapping, which faults where the file
   // has been truncated since). False when the file no longer holds them.
   bool read_at(std::uint64_t offset, void* out, std::size_t bytes) const;

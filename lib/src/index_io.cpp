@@ -567,6 +567,9 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
       }
     }
     r.expect_end();
+    // Copied: the file's pages need not stay resident while the rest loads (5 KB an image).
+    const auto [begin, bytes] = in.section(tag);
+    in.mapping()->drop_pages(begin, bytes);
   };
   if (in.has_section("DUPTHUMB") && options.duplicate_thumbnails)
     read_thumbnails("DUPTHUMB", kCropThumbPixels, &DuplicateSignals::thumbnail);
