@@ -194,14 +194,12 @@ bool informative_hash(const DuplicateSignals& s) { return s.present && __builtin
 bool has_thumbnail(const DuplicateSignals& s) { return s.thumbnail.size() == static_cast<std::size_t>(kCropThumbPixels); }
 
 bool has_fine_thumbnail(const DuplicateSignals& s) {
-  return s.fine_thumbnail.size() == static_cast<std::size_t>(kFineCropThumbSide) * kFineCropThumbSide;
+  return s.fine_thumbnail.size() == static_cast<std::size_t>(kFineCropThumbPixels);
 }
 
 // The crop signal's NCC for a pair (early exit once `enough` is reached).
-float crop_ncc(const DuplicateSignals& sa, const DuplicateSignals& sb, float enough, bool turns = false) {
-  CropMatchOptions options;
-  options.rotations = turns;
-  return match_crop_thumbnails(sa.thumbnail.data(), sb.thumbnail.data(), options, enough).ncc;
+float crop_ncc(const DuplicateSignals& sa, const DuplicateSignals& sb, float enough) {
+  return match_crop_thumbnails(sa.thumbnail.data(), sb.thumbnail.data(), CropMatchOptions{}, enough).ncc;
 }
 
 // The pair test: the 32x32 NCC, and where that is in doubt (>= crop_fine_floor, short of
@@ -436,7 +434,7 @@ bool within_group_cap(const ImageIndex& index, std::uint32_t a, std::uint32_t b,
   const CropMatch best = match_crop_thumbnails(sa.thumbnail.data(), sb.thumbnail.data(), turns, t.cap_crop_ncc);
   if (best.ncc >= t.cap_crop_ncc) return true;
   // A text band or a logo over one of them covers part of the window: the same window
-  // without the cells that disagree most.
+  // without the rows or the columns that disagree most.
   return t.cap_crop_drop > 0 && best.ncc > -1 &&
          occluded_crop_ncc(sa.thumbnail.data(), sb.thumbnail.data(), kCropThumbSide, best, t.cap_crop_drop) >= t.cap_crop_drop_ncc;
 }
