@@ -51,8 +51,8 @@ for i in range(nsec):
     tag, off, size, _ = struct.unpack_from("<8sQQQ", data, 16 + 32 * i)
     tags[tag.rstrip(b"\0").decode()] = (off, size)
 assert version == 2, version
-# (DUPSIGS and DUPTHUMB, dedup's signals, and COLRHIST, colour histograms, are informational.)
-assert {"META", "VECS", "ENTRIES", "GRAPH", "SRCHVECS", "AUGMENT", "QUERYEXP"} == set(tags) - {"DUPSIGS", "DUPTHUMB", "COLRHIST"}, tags
+# (DUPSIGS, DUPTHUMB and DUPTHM64, dedup's signals, and COLRHIST, colour histograms, are informational.)
+assert {"META", "VECS", "ENTRIES", "GRAPH", "SRCHVECS", "AUGMENT", "QUERYEXP"} == set(tags) - {"DUPSIGS", "DUPTHUMB", "DUPTHM64", "COLRHIST"}, tags
 off, size = tags["META"]
 meta = json.loads(data[off:off + size])
 assert meta["requires"] == ["augmentation", "query_expansion"], meta
