@@ -120,7 +120,7 @@ TEST_CASE("hash neighbours find exactly what brute force finds, for every radius
   CHECK_THROWS_AS(neighbours.within(0, 16), Error);
 }
 
-TEST_CASE("pairs: identical bytes, close hashes, turned hashes and close embeddings match; the rest do not",
+TEST_CASE("pairs: identical bytes, close hashes, turned hashes and close embeddings match, the rest do not",
           "[dedup]") {
   Toy toy;
   for (int i = 0; i < 200; ++i) toy.add(random_hash(toy.rng), toy.random_vector());  // unrelated filler
@@ -222,7 +222,7 @@ TEST_CASE("pairs: a hash match farther than 7 bits needs cosine 0.75 at the near
   CHECK(options.thresholds.far_hash_min_cosine == Approx(0.4f));
 }
 
-TEST_CASE("grouping never chains matches beyond the cap; complete-link when the cap is off", "[dedup]") {
+TEST_CASE("grouping never chains matches beyond the cap, complete-link when the cap is off", "[dedup]") {
   Toy toy;
   std::mt19937_64& rng = toy.rng;
   for (int i = 0; i < 100; ++i) toy.add(random_hash(rng), toy.random_vector());
@@ -315,7 +315,7 @@ TEST_CASE("keeper rules: largest, oldest, newest, first path, and --prefer folde
   CHECK_THROWS_AS(parse_keep_rule("biggest"), Error);
 }
 
-TEST_CASE("DUPSIGS: saved and loaded; old indexes without it load; a corrupt one is refused", "[dedup][index_io]") {
+TEST_CASE("DUPSIGS: saved and loaded, old indexes without it load, a corrupt one is refused", "[dedup][index_io]") {
   test::TempDir dir;
   Toy toy;
   for (int i = 0; i < 50; ++i) toy.add(random_hash(toy.rng), toy.random_vector());
@@ -374,7 +374,7 @@ TEST_CASE("DUPSIGS: saved and loaded; old indexes without it load; a corrupt one
   }
 }
 
-TEST_CASE("crowded signals: look-alikes sharing a hash and an embedding neighbourhood do not match; their copies do",
+TEST_CASE("crowded signals: look-alikes sharing a hash and an embedding neighbourhood do not match, their copies do",
           "[dedup]") {
   // A catalogue in miniature: 100 different products on one background (hashes within a few
   // bits of each other, embeddings at cosine ~0.89), among 200 unrelated photos; one

@@ -96,7 +96,7 @@ TEST_CASE("an index finds each vector first, with cosine 1, and agrees with brut
   CHECK(small.search_exact(vecs.data(), 10).size() == 3);
 }
 
-TEST_CASE("rows are normalised on the way in; zero vectors are refused", "[index]") {
+TEST_CASE("rows are normalised on the way in, zero vectors are refused", "[index]") {
   ImageIndex index(4, HnswParams{}, some_model());
   const std::vector<float> v = {3, 0, 0, 4, 0, 0, 0, 0};
   REQUIRE_THROWS_AS(index.add(entries_for(0, 2), v.data()), Error);

@@ -110,7 +110,7 @@ ImageIndex toy_index(const std::vector<std::array<float, 3>>& rows, const std::v
 
 }  // namespace
 
-TEST_CASE("evaluate: perfectly separated labels give 1.0 everywhere; singletons and unlabelled are counted",
+TEST_CASE("evaluate: perfectly separated labels give 1.0 everywhere, singletons and unlabelled are counted",
           "[evaluation]") {
   const ImageIndex index = toy_index(
       {{1, 0.01f, 0}, {1, 0.02f, 0}, {1, 0, 0.03f},  // a

@@ -84,7 +84,7 @@ TEST_CASE("the hash of a turned image is the matching oriented hash of the origi
   }
 }
 
-TEST_CASE("re-encoded, resized, brightened and grey copies hash close; other photos far", "[phash]") {
+TEST_CASE("re-encoded, resized, brightened and grey copies hash close, other photos far", "[phash]") {
   std::vector<std::uint64_t> originals;
   for (const char* name : kPhotos) {
     const Image photo = decode_image_file(test::corel(name));
@@ -107,7 +107,7 @@ TEST_CASE("re-encoded, resized, brightened and grey copies hash close; other pho
     }
 }
 
-TEST_CASE("tiny and odd-sized images hash without error; empty images are refused", "[phash]") {
+TEST_CASE("tiny and odd-sized images hash without error, empty images are refused", "[phash]") {
   Image one;
   one.width = one.height = 1;
   one.pixels = {10, 200, 30};

@@ -136,7 +136,7 @@ TEST_CASE("crop thumbnails: different photos of one class stay below the near pr
   }
 }
 
-TEST_CASE("crop thumbnails at 64x64: the 32x32 one is their 2x2 mean; 60 % crops that 32x32 leaves in doubt match", "[crop]") {
+TEST_CASE("crop thumbnails at 64x64: the 32x32 one is their 2x2 mean, and 60 % crops that 32x32 leaves in doubt match", "[crop]") {
   const Image original = photo("buildings/230.jpg");
   const std::vector<std::uint8_t> fine = crop_thumbnail(original, kFineCropThumbSide);
   REQUIRE(fine.size() == std::size_t(kFineCropThumbPixels));
@@ -252,7 +252,7 @@ TEST_CASE("crop thumbnails: quarter turns are matched only when asked", "[crop]"
   CHECK(match_crop_thumbnails(a.data(), a.data(), {}, 0.5f).ncc >= 0.5f);
 }
 
-TEST_CASE("DUPTHUMB: saved and loaded; old indexes without it load; a corrupt one is refused", "[crop][index_io]") {
+TEST_CASE("DUPTHUMB: saved and loaded, old indexes without it load, a corrupt one is refused", "[crop][index_io]") {
   test::TempDir dir;
   ModelInfo model;
   model.name = "toy";
