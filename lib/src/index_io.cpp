@@ -546,14 +546,15 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   if ((in.has_section("DUPTHUMB") || in.has_section("DUPTHM64")) && !options.duplicate_thumbnails)
     index.sections_left_out_ = true;
   // DUPTHUMB and DUPTHM64: a flag byte and `pixels` grey levels per entry (zeros where absent).
+  const std::uint64_t entries = count;  // a lambda cannot capture a structured binding (C++17)
   auto read_thumbnails = [&](const char* tag, std::size_t pixels, std::vector<std::uint8_t> DuplicateSignals::*member) {
     detail::ByteReader r(in, tag);
     const std::string name = tag;
     const std::size_t record = 1 + pixels;
-    if (r.remaining() != count * record)
+    if (r.remaining() != entries * record)
       in.fail(name + " section holds " + std::to_string(r.remaining()) + " bytes, expected " +
-              std::to_string(count * record) + " for " + std::to_string(count) + " entries");
-    for (std::uint64_t i = 0; i < count; ++i) {
+              std::to_string(entries * record) + " for " + std::to_string(entries) + " entries");
+    for (std::uint64_t i = 0; i < entries; ++i) {
       const std::uint8_t flag = *r.bytes(1);
       const std::uint8_t* grey = r.bytes(pixels);
       DuplicateSignals& s = index.entries_[i].signals;
