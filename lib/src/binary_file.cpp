@@ -261,6 +261,22 @@ std::pair<const std::uint8_t*, std::size_t> BinaryFileReader::section(const char
   fail(std::string("missing section ") + tag);
 }
 
+std::pair<const std::uint8_t*, std::size_t> BinaryFileReader::section(
+    const char* tag, std::size_t chunk, const std::function<void(const std::uint8_t*, std::size_t)>& visit) const {
+  const auto [p, size] = unverified_section(tag);
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(), XXH3_freeState);
+  if (!state) throw std::bad_alloc();
+  XXH3_64bits_reset(state.get());
+  for (std::size_t at = 0; at < size; at += chunk) {
+    const std::size_t n = std::min(chunk, size - at);
+    XXH3_64bits_update(state.get(), p + at, n);
+    visit(p + at, n);
+  }
+  const auto e = std::find_if(entries_.begin(), entries_.end(), [tag](const Entry& x) { return x.tag == tag; });
+  if (XXH3_64bits_digest(state.get()) != e->checksum) fail(std::string("corrupt (checksum mismatch in section ") + tag + ")");
+  return {p, size};
+}
+
 std::pair<const std::uint8_t*, std::size_t> BinaryFileReader::unverified_section(const char* tag) const {
   for (const Entry& e : entries_)
     if (e.tag == tag) return {data_ + e.offset, static_cast<std::size_t>(e.size)};

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -90,6 +91,11 @@ class BinaryFileReader {
   bool has_section(const char* tag) const;
   // Throws Error(Format) when the section is missing or its checksum does not match.
   std::pair<const std::uint8_t*, std::size_t> section(const char* tag) const;
+  // section(), handing each chunk of up to `chunk` bytes to `visit` as the checksum passes
+  // it, while it is in cache: one pass over a large section where a check would be a second.
+  // The checksum fails first; what `visit` found is for the caller to act on afterwards.
+  std::pair<const std::uint8_t*, std::size_t> section(
+      const char* tag, std::size_t chunk, const std::function<void(const std::uint8_t*, std::size_t)>& visit) const;
   // The same without the checksum (the caller fetches it with section() before it trusts
   // the bytes, or uses it only where any bytes are harmless). Throws when it is missing.
   std::pair<const std::uint8_t*, std::size_t> unverified_section(const char* tag) const;

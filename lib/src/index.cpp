@@ -35,16 +35,35 @@ namespace imgsearch {
 constexpr hnswlib::labeltype kTombstoneLabel = hnswlib::labeltype(1) << 62;
 
 namespace {
-// hnswlib's view of a compact encoding (vector_codes.h).
+// hnswlib's view of a compact encoding (vector_codes.h). By address, a graph node holds
+// the address of its code rather than the code: f16 nodes point at their binary16 rows in
+// the mapped index file, so a load neither allocates nor copies the rows (at 10^6 x 1280-d
+// the graph is 0.15 GB instead of 2.7 GB of fresh memory the kernel must zero first).
 class CodeSpace : public hnswlib::SpaceInterface<float> {
  public:
-  explicit CodeSpace(const detail::CodeEncoding& e) : e_(e) {}
-  std::size_t get_data_size() override { return e_.code_size(); }
-  hnswlib::DISTFUNC<float> get_dist_func() override { return e_.hnsw_distance(); }
-  void* get_dist_func_param() override { return const_cast<void*>(e_.hnsw_param()); }
+  CodeSpace(const detail::CodeEncoding& e, bool by_address)
+      : e_(e), by_address_(by_address), codes_{e.hnsw_distance(), e.hnsw_param()} {}
+  std::size_t get_data_size() override { return by_address_ ? sizeof(const std::uint8_t*) : e_.code_size(); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return by_address_ ? &distance_by_address : e_.hnsw_distance(); }
+  void* get_dist_func_param() override {
+    return by_address_ ? static_cast<void*>(&codes_) : const_cast<void*>(e_.hnsw_param());
+  }
 
  private:
+  struct CodeDistance {
+    detail::CodeDistance distance;
+    const void* param;
+  };
+  static float distance_by_address(const void* a, const void* b, const void* param) {
+    const auto* codes = static_cast<const CodeDistance*>(param);
+    const void *code_a, *code_b;
+    std::memcpy(&code_a, a, sizeof code_a);
+    std::memcpy(&code_b, b, sizeof code_b);
+    return codes->distance(code_a, code_b, codes->param);
+  }
   const detail::CodeEncoding& e_;
+  bool by_address_;
+  CodeDistance codes_;
 };
 constexpr std::uint64_t kRowInMemory = std::uint64_t(1) << 63;
 // An f16 index loaded from a file with binary16 rows (docs/formats.md, "rows"): the codes
@@ -71,6 +90,21 @@ struct ImageIndex::Impl {
   std::vector<std::unique_ptr<float[]>> memory;
   std::size_t memory_rows = 0;
   std::vector<std::uint64_t> row_of;
+  // Codes by address (f16): those of a load that did not leave them in the file, in one
+  // block; those of rows added here, in fixed blocks so that an address stays valid.
+  std::unique_ptr<std::uint8_t[]> loaded_codes;
+  std::vector<std::unique_ptr<std::uint8_t[]>> code_blocks;
+  std::size_t code_count = 0;
+  std::uint8_t* code_at(std::size_t c) const {
+    return code_blocks[c / kBlockRows].get() + (c % kBlockRows) * encoding->code_size();
+  }
+  std::size_t grow_codes(std::size_t n) {
+    const std::size_t first = code_count;
+    code_count += n;
+    while (code_blocks.size() * kBlockRows < code_count)
+      code_blocks.emplace_back(new std::uint8_t[kBlockRows * encoding->code_size()]);
+    return first;
+  }
   float* memory_row(std::size_t r, int dim) const {
     return memory[r / kBlockRows].get() + (r % kBlockRows) * static_cast<std::size_t>(dim);
   }
@@ -93,10 +127,17 @@ struct ImageIndex::Impl {
       : space(std::make_unique<hnswlib::InnerProductSpace>(static_cast<std::size_t>(dim))), codes(c) {
     if (codes != VectorCodes::F32) {
       encoding = detail::make_code_encoding(codes, dim);
-      code_space = std::make_unique<CodeSpace>(*encoding);
+      code_space = std::make_unique<CodeSpace>(*encoding, by_address());
     }
   }
   bool compact() const { return codes != VectorCodes::F32; }
+  // f16 only: its file rows are its codes. int8 codes are made at load from float32 rows.
+  bool by_address() const { return codes == VectorCodes::F16; }
+  // What hnswlib is handed for a code: the code, or (by address) `holder` set to it.
+  const void* graph_point(const std::uint8_t* code, const std::uint8_t*& holder) const {
+    holder = code;
+    return by_address() ? static_cast<const void*>(&holder) : code;
+  }
   hnswlib::SpaceInterface<float>* graph_space() const {
     return compact() ? static_cast<hnswlib::SpaceInterface<float>*>(code_space.get()) : space.get();
   }
@@ -120,7 +161,11 @@ struct ImageIndex::Impl {
     return reinterpret_cast<const float*>(file_rows + where * d * sizeof(float));
   }
   const std::uint8_t* graph_code(std::size_t internal) const {
-    return reinterpret_cast<const std::uint8_t*>(hnsw->getDataByInternalId(static_cast<hnswlib::tableint>(internal)));
+    const char* data = hnsw->getDataByInternalId(static_cast<hnswlib::tableint>(internal));
+    if (!by_address()) return reinterpret_cast<const std::uint8_t*>(data);
+    const std::uint8_t* code;
+    std::memcpy(&code, data, sizeof code);
+    return code;
   }
   // The row into `buffer` by pread when it is in the file, so that rescoring never maps
   // file pages into the resident set, and a file truncated under a long-running reader
@@ -164,6 +209,27 @@ std::unique_ptr<hnswlib::HierarchicalNSW<float>> new_hnsw(hnswlib::SpaceInterfac
   return h;
 }
 
+
+// Faults [p, p + bytes) in with one call per core (Linux 5.14+; elsewhere nothing happens):
+// a graph or code block at 10^6 x 1280-d is GBs, and a page fault at a time made a third of
+// a load. Most of the call is the kernel zeroing each page it hands out.
+void populate(void* p, std::size_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+  const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t begin = (first + page - 1) / page * page, end = (first + bytes) / page * page;
+  if (end <= begin + 64 * page) return;
+  const std::size_t parts = static_cast<std::size_t>(resolve_threads(0));
+  const std::uintptr_t step = ((end - begin) / parts + page - 1) / page * page;
+  parallel_for(0, parts, static_cast<int>(parts), [&](std::size_t part) {
+    const std::uintptr_t from = begin + part * step, to = std::min(end, from + step);
+    if (to > from) ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_WRITE);
+  });
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
 
 }  // namespace
 
@@ -268,6 +334,7 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
   Impl& impl = *impl_;
   // Compact codes: the exact rows are kept beside the graph, which gets the codes.
   const std::size_t memory_base = impl.compact() ? impl.grow_memory(entries.size(), dim_) : 0;
+  const std::size_t code_base = impl.by_address() ? impl.grow_codes(entries.size()) : 0;
   auto add_point = [&](std::size_t i) {
     thread_local std::vector<float> row;
     thread_local std::vector<std::uint8_t> code;
@@ -277,8 +344,10 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
     for (int d = 0; d < dim_; ++d) out[d] = r[d] * inv_norms[i];
     if (impl.compact()) {
       code.resize(impl.encoding->code_size());
-      impl.encoding->encode(out, code.data());
-      impl.hnsw->addPoint(code.data(), base + i);
+      std::uint8_t* c = impl.by_address() ? impl.code_at(code_base + i) : code.data();
+      impl.encoding->encode(out, c);
+      const std::uint8_t* holder;
+      impl.hnsw->addPoint(impl.graph_point(c, holder), base + i);
     } else {
       impl.hnsw->addPoint(out, base + i);
     }
@@ -404,8 +473,10 @@ void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, c
       const std::size_t at = impl.grow_memory(1, dim_);
       std::memcpy(impl.memory_row(at, dim_), vectors + i * dim_, sizeof(float) * dim_);
       impl.row_of[ids[i]] = kRowInMemory | at;
-      impl.encoding->encode(vectors + i * dim_, code.data());
-      impl.hnsw->addPoint(code.data(), ids[i]);
+      std::uint8_t* c = impl.by_address() ? impl.code_at(impl.grow_codes(1)) : code.data();
+      impl.encoding->encode(vectors + i * dim_, c);
+      const std::uint8_t* holder;
+      impl.hnsw->addPoint(impl.graph_point(c, holder), ids[i]);
     } else {
       impl.hnsw->addPoint(vectors + i * dim_, ids[i]);
     }
@@ -424,10 +495,11 @@ std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) con
   const void* graph_query = query;
   const std::size_t want = impl.compact() ? want_ef : static_cast<std::size_t>(k);
   thread_local std::vector<std::uint8_t> query_code;
+  const std::uint8_t* query_holder;
   if (impl.compact()) {
     query_code.resize(impl.encoding->code_size());
     impl.encoding->encode(query, query_code.data());
-    graph_query = query_code.data();
+    graph_query = impl.graph_point(query_code.data(), query_holder);
   }
   std::priority_queue<std::pair<float, hnswlib::labeltype>> heap;
   bool searched = false;
@@ -515,7 +587,7 @@ void write_tombstones(const ImageIndex& index, BinaryFileWriter& out) {
   for (hnswlib::tableint i = 0; i < h.cur_element_count; ++i) {
     if (!h.isMarkedDeleted(i)) continue;
     if (impl.codes == VectorCodes::F16) {
-      out.write(h.getDataByInternalId(i), 2 * static_cast<std::size_t>(index.dim()));
+      out.write(impl.graph_code(i), 2 * static_cast<std::size_t>(index.dim()));
     } else if (impl.compact()) {
       impl.encoding->decode(reinterpret_cast<const std::uint8_t*>(h.getDataByInternalId(i)), decoded.data());
       out.write(decoded.data(), sizeof(float) * index.dim());
@@ -574,7 +646,7 @@ void write_graph(const ImageIndex& index, BinaryFileWriter& out) {
 }
 
 void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, std::uint64_t tombstones,
-                   const std::uint8_t* tombstone_vecs, bool f16_rows) {
+                   const std::uint8_t* tombstone_vecs, bool f16_rows, bool rows_in_place) {
   constexpr std::uint32_t kMaxLevel = 64;  // hnswlib levels are ~log_M(n): 64 is unreachable
   const std::uint64_t live = index.size();
   const std::uint64_t count = live + tombstones;  // graph nodes
@@ -622,40 +694,40 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   impl.hnsw = new_hnsw(impl.graph_space(), count, params.M, params.ef_construction);
   impl.current_ef = 0;
   auto& h = *impl.hnsw;
-  {
-    // Fault the whole block in with one call (Linux 5.14+; elsewhere nothing happens): at
-    // 10^6 f16 vectors it is 2.9 GB, and a page fault at a time made a third of the load.
-    const std::uintptr_t page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const auto first = reinterpret_cast<std::uintptr_t>(h.data_level0_memory_);
-    const std::uintptr_t begin = (first + page - 1) / page * page, end = (first + count * h.size_data_per_element_) / page * page;
-#ifdef MADV_POPULATE_WRITE
-    // In one range per core: the kernel zeroes each page it hands out, most of this call.
-    if (end > begin + 64 * page) {
-      const std::size_t parts = static_cast<std::size_t>(resolve_threads(0));
-      const std::uintptr_t step = ((end - begin) / parts + page - 1) / page * page;
-      parallel_for(0, parts, static_cast<int>(parts), [&](std::size_t p) {
-        const std::uintptr_t from = begin + p * step, to = std::min(end, from + step);
-        if (to > from) ::madvise(reinterpret_cast<void*>(from), to - from, MADV_POPULATE_WRITE);
-      });
-    }
-#endif
+  populate(h.data_level0_memory_, count * h.size_data_per_element_);
+  // Codes by address (f16): with `rows_in_place` the nodes point at the file's binary16
+  // rows, which the caller keeps mapped (attach_file_rows). Sections start 64-byte aligned;
+  // a hostile file's need not, and its rows are copied instead.
+  auto half_aligned = [](const std::uint8_t* p) { return reinterpret_cast<std::uintptr_t>(p) % alignof(std::uint16_t) == 0; };
+  rows_in_place = rows_in_place && impl.by_address() && f16_rows && half_aligned(vecs) &&
+                  (tombstones == 0 || half_aligned(tombstone_vecs));
+  const std::size_t code_size = impl.compact() ? impl.encoding->code_size() : 0;
+  if (impl.by_address() && !rows_in_place) {
+    impl.loaded_codes.reset(new std::uint8_t[count * code_size]);
+    populate(impl.loaded_codes.get(), count * code_size);
   }
-  // Each node's block zeroed and its row copied in, or (compact codes from float32 rows) its
-  // code made from the row, on every core; the links come below.
+  // Each node's block zeroed and its row (or its row's address) copied in, or (compact
+  // codes from float32 rows) its code made from the row, on every core; the links come below.
   parallel_for(0, count, resolve_threads(0), [&](std::size_t i) {
     std::memset(h.data_level0_memory_ + i * h.size_data_per_element_, 0, h.size_data_per_element_);
     const std::uint8_t* vec = i < live ? vecs + i * row_bytes : tombstone_vecs + (i - live) * row_bytes;
     auto* data = reinterpret_cast<std::uint8_t*>(h.getDataByInternalId(static_cast<hnswlib::tableint>(i)));
+    if (rows_in_place) {
+      std::memcpy(data, &vec, sizeof vec);
+      return;
+    }
+    std::uint8_t* code = impl.by_address() ? impl.loaded_codes.get() + i * code_size : data;
     if (!impl.compact() || f16_rows) {
-      std::memcpy(data, vec, row_bytes);  // binary16 rows are codes: any padding stays 0
+      std::memcpy(code, vec, row_bytes);  // binary16 rows are codes: any padding stays 0
     } else if (reinterpret_cast<std::uintptr_t>(vec) % alignof(float) == 0) {  // sections start aligned
-      impl.encoding->encode(reinterpret_cast<const float*>(vec), data);
+      impl.encoding->encode(reinterpret_cast<const float*>(vec), code);
     } else {
       thread_local std::vector<float> row;  // a hostile file's rows need not be
       row.resize(dim);
       std::memcpy(row.data(), vec, row_bytes);
-      impl.encoding->encode(row.data(), data);
+      impl.encoding->encode(row.data(), code);
     }
+    if (impl.by_address()) std::memcpy(data, &code, sizeof code);
   }, /*min_parallel=*/1024);
   if (h.maxM_ != max_links || h.maxM0_ != max_links0) g.fail("internal error: unexpected hnswlib link capacity");
 

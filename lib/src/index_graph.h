@@ -17,16 +17,18 @@ void write_tombstones(const ImageIndex& index, BinaryFileWriter& out);
 // holds index.size() * index.dim() floats, `tombstone_vectors` tombstones * index.dim():
 // the graph has index.size() + tombstones nodes, the last `tombstones` of them deleted.
 // With compact codes the graph gets each vector's code. With `f16_rows` (an f16 index
-// whose file holds binary16 rows) every row is 2 * index.dim() bytes and is its own code.
+// whose file holds binary16 rows) every row is 2 * index.dim() bytes and is its own code;
+// with `rows_in_place` as well the graph reads them where they are (in the mapped file,
+// which the caller must keep: attach_file_rows) instead of a copy.
 void restore_graph(ImageIndex& index, ByteReader& graph, const std::uint8_t* vectors, std::uint64_t tombstones = 0,
-                   const std::uint8_t* tombstone_vectors = nullptr, bool f16_rows = false);
+                   const std::uint8_t* tombstone_vectors = nullptr, bool f16_rows = false, bool rows_in_place = false);
 // The rows the graph searches, in entry order: float32, or binary16 for an f16 index
 // (VECS, or SRCHVECS with post-processing).
 void write_search_rows(const ImageIndex& index, BinaryFileWriter& out);
-// A compact index just restored from float32 rows: its exact rows (index.size() x
-// index.dim() floats at `rows`, inside `file`) stay in the file: search() reads them with
-// pread, and load_index drops the mapping's pages (MappedFile::drop_pages) once it has
-// read the rest.
+// A compact index just restored: int8 (or f16 from float32 rows) keeps its exact rows
+// (index.size() x index.dim() floats at `rows`, inside `file`) in the file: search() reads
+// them with pread; f16 may search its binary16 rows in place. load_index drops the
+// mapping's pages (MappedFile::drop_pages) once it has read the rest.
 void attach_file_rows(ImageIndex& index, std::shared_ptr<const MappedFile> file, const std::uint8_t* rows);
 
 }  // namespace imgsearch::detail

@@ -444,9 +444,16 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   if (vecs_size / vecs_value / dim != count || vecs_size != count * dim * vecs_value)
     in.fail("vector section size does not match " + std::to_string(count) + " x " + std::to_string(dim));
   // (Init-captures: clang 14 cannot capture a structured binding.)
-  auto check_vecs = [&in, rows = vecs, n = count * dim, d = dim, f16 = vecs_value == 2] {
-    in.section("VECS");  // the checksum
-    if (const auto bad = first_non_finite(rows, n, f16); bad < n) in.fail("vector " + std::to_string(bad / d) + " holds NaN or infinity");
+  // The checksum and the scan in one pass, a chunk at a time (a block of first_non_finite).
+  auto check_vecs = [&in, rows = vecs, n = count * dim, d = dim, value = vecs_value] {
+    std::uint64_t bad = n;
+    in.section("VECS", (std::size_t(1) << 18) * value, [&](const std::uint8_t* chunk, std::size_t bytes) {
+      if (bad < n) return;
+      const std::uint64_t values = bytes / value;
+      if (const auto at = first_non_finite(chunk, values, value == 2); at < values)
+        bad = static_cast<std::uint64_t>(chunk - rows) / value + at;
+    });
+    if (bad < n) in.fail("vector " + std::to_string(bad / d) + " holds NaN or infinity");
   };
   // VECS is most of the file. When nothing reads its values before the load returns (the
   // rows are only copied: float32 or binary16 rows; with post-processing, model vectors)
@@ -519,8 +526,11 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   }
 
   detail::ByteReader graph(in, "GRAPH");
-  detail::restore_graph(index, graph, search_vecs, tombstones, tombstone_vecs, f16_rows);
-  if (codes != VectorCodes::F32 && !f16_rows) detail::attach_file_rows(index, in.mapping(), search_vecs);
+  detail::restore_graph(index, graph, search_vecs, tombstones, tombstone_vecs, f16_rows, !options.search_rows_in_memory);
+  // Compact codes that read the file after the load: int8 (and f16 from float32 rows) its
+  // float32 rows to rescore with; f16 its binary16 rows when the graph searches them there.
+  if (codes != VectorCodes::F32 && (!f16_rows || !options.search_rows_in_memory))
+    detail::attach_file_rows(index, in.mapping(), search_vecs);
 
   if (in.has_section("DUPSIGS")) {
     detail::ByteReader r(in, "DUPSIGS");
@@ -603,7 +613,7 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   if (vecs_checked.valid()) vecs_checked.get();  // throws what the check found
   // The checksums read every page of the file. What stays in it (a compact index's exact
   // rows, model vectors left in the file) is read again only for the images asked about.
-  if (index.mapped_model_vectors_ || (codes != VectorCodes::F32 && !f16_rows)) in.mapping()->drop_pages();
+  if (index.mapped_model_vectors_ || codes != VectorCodes::F32) in.mapping()->drop_pages();
   return index;
 }
 

@@ -10,14 +10,15 @@
 // Each step runs in its own process, so that memory is measured fresh:
 //   vector_codes_bench truth  SOURCE N NQ TRUTH.bin          exact top-10 of NQ queries (fp32, BLAS)
 //   vector_codes_bench build  SOURCE N CODES OUT.index THREADS M EF_CONSTRUCTION
-//   vector_codes_bench serve  SOURCE INDEX NQ TRUTH.bin     load, RSS, recall@10 and latency at ef 16..128
+//   vector_codes_bench serve  SOURCE INDEX NQ TRUTH.bin [file]  load, RSS, recall@10 and latency at ef 16..128
+//                                                            (file: an f16 index's rows searched in the file, as `query`)
 //   vector_codes_bench update SOURCE INDEX THREADS          add 10k new vectors, save; remove 10k, save
 // Each prints one JSON object. A SOURCE with a projection (`learn --pca`, vector_codes.sh
 // --pca) gives every index built its projection; recall is still against the exact top-10
 // of the 1280-d vectors, and queries are searched as `query` searches them (refined_search,
 // timed: the projection, and for a PCA projection the candidates rescored by the model
 // vectors, read from the file).
-// Indexes are loaded as `query` and `serve` load them (search_load_options).
+// Indexes are loaded as `serve` loads them (search_load_options), or with `file` as `query`.
 #include <imgsearch/index.h>
 #include <imgsearch/index_io.h>
 #include <imgsearch/refinement.h>
@@ -155,7 +156,8 @@ int build(const ImageIndex& real, std::size_t n, VectorCodes codes, const std::s
   return 0;
 }
 
-int serve(std::optional<ImageIndex>& real, const std::string& path, std::size_t nq, const std::string& truth_path) {
+int serve(std::optional<ImageIndex>& real, const std::string& path, std::size_t nq, const std::string& truth_path,
+          bool rows_in_file) {
   std::vector<float> q = rows(*real, kQuerySeed, 0, nq);
   real.reset();  // the source leaves before anything is measured
   malloc_trim(0);
@@ -164,8 +166,11 @@ int serve(std::optional<ImageIndex>& real, const std::string& path, std::size_t 
   const double rss_before = status_mib("VmRSS:");
   nlohmann::json report{{"step", "serve"}, {"index", path}, {"queries", nq}, {"rss_process_and_queries_mib", rss_before}};
   Timer t;
-  ImageIndex index = load_index(path, search_load_options());
+  IndexLoadOptions options = search_load_options();
+  options.search_rows_in_memory = !rows_in_file;
+  ImageIndex index = load_index(path, options);
   report["load"] = t.done();
+  report["rows"] = rows_in_file ? "file" : "memory";
   report["vectors"] = vector_codes_name(index.vector_codes());
   report["dim"] = index.dim();
   report["n"] = index.size();
@@ -246,7 +251,7 @@ int main(int argc, char** argv) {
   if (step == "build")
     return build(real, std::stoul(argv[3]), parse_vector_codes(argv[4]), argv[5], std::atoi(argv[6]), std::atoi(argv[7]),
                  std::atoi(argv[8]));
-  if (step == "serve") return serve(source, argv[3], std::stoul(argv[4]), argv[5]);
+  if (step == "serve") return serve(source, argv[3], std::stoul(argv[4]), argv[5], argc > 6 && std::string(argv[6]) == "file");
   if (step == "update") return update(real, argv[3], std::atoi(argv[4]));
   std::fprintf(stderr, "unknown step %s\n", step.c_str());
   return 2;

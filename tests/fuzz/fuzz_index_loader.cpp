@@ -73,13 +73,16 @@ void load(const std::uint8_t* data, std::size_t size, const imgsearch::IndexLoad
 
 // Each input is loaded as it is, and again with its checksums repaired, so that the
 // structural checks behind the checksums get fuzzed too; the repaired one also as `query`
-// loads it (optional sections skipped or only counted, model vectors read in place).
+// loads it (optional sections skipped or only counted, model vectors and f16 rows read in
+// place).
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   load(data, size);
   const std::vector<std::uint8_t> fixed = fuzz::with_fixed_checksums(data, size);
   if (!fixed.empty()) {
     load(fixed.data(), fixed.size());
-    load(fixed.data(), fixed.size(), imgsearch::search_load_options());
+    imgsearch::IndexLoadOptions as_query = imgsearch::search_load_options();
+    as_query.search_rows_in_memory = false;  // an f16 index's rows searched in the file
+    load(fixed.data(), fixed.size(), as_query);
   }
   return 0;
 }

@@ -425,6 +425,69 @@ TEST_CASE("an f16 index file holds binary16 rows: half the size, searched withou
   CHECK_THROWS_WITH(load_index(bad), Catch::Contains("vector section size does not match"));
 }
 
+TEST_CASE("an f16 index loaded with its rows left in the file searches them there, grows, shrinks and saves",
+          "[vector_codes][index_io]") {
+  test::TempDir tmp;
+  const int dim = 200;  // 1,500 x 200 halves: the load's checksum and scan take two chunks
+  const std::size_t n = 1500;
+  const std::vector<float> v = clustered(n + 100, dim, 20, 21);
+  ImageIndex built(dim, HnswParams{}, some_model(dim), VectorCodes::F16);
+  built.add(entries_for(0, n), v.data(), 2);
+  built.remove_if([](const IndexEntry& e) { return e.path == "/photos/3.jpg" || e.path == "/photos/1400.jpg"; });
+  REQUIRE(built.tombstones() == 2);
+  const std::string path = tmp.file("f16.index");
+  save_index(built, path);
+
+  IndexLoadOptions in_file;
+  in_file.search_rows_in_memory = false;
+  const ImageIndex copied = load_index(path);
+  ImageIndex in_place = load_index(path, in_file);
+  REQUIRE(in_place.size() == n - 2);
+  CHECK(in_place.tombstones() == 2);
+  // The same rows and the same graph: the same hits, scores to the bit.
+  for (std::size_t q = 0; q < n + 100; q += 37) {
+    const auto a = copied.search(v.data() + q * dim, 10, 32), b = in_place.search(v.data() + q * dim, 10, 32);
+    REQUIRE(a.size() == b.size());
+    for (std::size_t j = 0; j < a.size(); ++j) {
+      CHECK(b[j].id == a[j].id);
+      CHECK(b[j].score == a[j].score);
+    }
+  }
+  for (std::size_t id = 0; id < in_place.size(); id += 97)
+    REQUIRE(std::equal(in_place.vector(id), in_place.vector(id) + dim, copied.vector(id)));
+
+  // Grows (the new rows in memory, the old ones still in the file), shrinks, saves.
+  in_place.add(entries_for(n, 100), v.data() + n * dim, 2);
+  for (std::size_t i = n; i < n + 100; i += 9) {
+    const auto hits = in_place.search(v.data() + i * dim, 1);
+    REQUIRE(hits.size() == 1);
+    CHECK(in_place.entry(hits[0].id).path == "/photos/" + std::to_string(i) + ".jpg");
+    CHECK(hits[0].score == Approx(1.0f).margin(2e-3));
+  }
+  in_place.remove_if([](const IndexEntry& e) { return e.path == "/photos/10.jpg" || e.path == "/photos/1510.jpg"; });
+  const std::string again = tmp.file("again.index");
+  save_index(in_place, again);
+  const ImageIndex reloaded = load_index(again, in_file);
+  REQUIRE(reloaded.size() == n + 100 - 4);
+  CHECK(reloaded.tombstones() == 4);
+  for (std::size_t q = 0; q < n + 100; q += 29) {
+    const auto a = in_place.search(v.data() + q * dim, 10, 32), b = reloaded.search(v.data() + q * dim, 10, 32);
+    REQUIRE(a.size() == b.size());
+    for (std::size_t j = 0; j < a.size(); ++j) CHECK(b[j].id == a[j].id);
+  }
+
+  // A bad half in the second chunk of the scan is found and named, either way.
+  test::Container c = test::Container::load(path);
+  const std::size_t value = 1400 * std::size_t(dim) + 7;  // past the first 2^18 halves
+  REQUIRE(value > (std::size_t(1) << 18));
+  c.section("VECS").data[2 * value] = 0x00;
+  c.section("VECS").data[2 * value + 1] = 0x7c;
+  const std::string bad = tmp.file("bad.index");
+  c.save(bad);
+  CHECK_THROWS_WITH(load_index(bad), Catch::Contains("vector 1400 holds NaN or infinity"));
+  CHECK_THROWS_WITH(load_index(bad, in_file), Catch::Contains("vector 1400 holds NaN or infinity"));
+}
+
 TEST_CASE("an f16 index written with float32 rows (before binary16 rows) still loads, and is rewritten with them",
           "[vector_codes][index_io]") {
   test::TempDir tmp;

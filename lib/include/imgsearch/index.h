@@ -23,7 +23,7 @@ struct MappedFile;
 void write_graph(const ImageIndex&, BinaryFileWriter&);
 void write_tombstones(const ImageIndex&, BinaryFileWriter&);
 void write_search_rows(const ImageIndex&, BinaryFileWriter&);
-void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*, std::uint64_t, const std::uint8_t*, bool);
+void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*, std::uint64_t, const std::uint8_t*, bool, bool);
 void attach_file_rows(ImageIndex&, std::shared_ptr<const MappedFile>, const std::uint8_t*);
 }  // namespace detail
 
@@ -201,7 +201,7 @@ class ImageIndex {
   friend void detail::write_tombstones(const ImageIndex&, detail::BinaryFileWriter&);
   friend void detail::write_search_rows(const ImageIndex&, detail::BinaryFileWriter&);
   friend void detail::restore_graph(ImageIndex&, detail::ByteReader&, const std::uint8_t*, std::uint64_t,
-                                    const std::uint8_t*, bool);
+                                    const std::uint8_t*, bool, bool);
   friend void detail::attach_file_rows(ImageIndex&, std::shared_ptr<const detail::MappedFile>, const std::uint8_t*);
 };
 

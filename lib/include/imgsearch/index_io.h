@@ -26,11 +26,19 @@ struct IndexLoadOptions {
   // When false they are read from the mapped file on demand instead of copied into
   // memory (a change that needs them copies them in first).
   bool model_vectors_in_memory = true;
+  // An f16 index whose file holds binary16 rows (2 x dim bytes per image): copied into
+  // memory, or, when false, searched where they lie in the mapped file. In place, a load
+  // allocates and copies none of them (at 10^6 x 1280-d 2.6 GB, most of a cold query)
+  // and only the rows searches touch become resident; but a file rewritten in place
+  // under the process (`cp` over it, not imgsearch's own saves, which replace the file)
+  // would make searches fault or read the new bytes. For one-shot readers (query).
+  bool search_rows_in_memory = true;
 };
 // What a searcher (query, serve) needs: no thumbnails, histograms only if used, the
 // model's vectors left in the file (read them with ImageIndex::model_vector_copy where the
-// file may change under a long-running process).
-inline IndexLoadOptions search_load_options() { return {false, false, false}; }
+// file may change under a long-running process). The rows searched stay in memory: a
+// one-shot reader may leave them in the file too (search_rows_in_memory = false).
+inline IndexLoadOptions search_load_options() { return {false, false, false, true}; }
 
 // Validates every size, count, offset, link and id before use, and the checksums (of the
 // sections it reads); a truncated, corrupt or hostile file throws Error(Format) naming
