@@ -36,9 +36,11 @@ constexpr hnswlib::labeltype kTombstoneLabel = hnswlib::labeltype(1) << 62;
 
 namespace {
 // hnswlib's view of a compact encoding (vector_codes.h). By address, a graph node holds
-// the address of its code rather than the code: f16 nodes point at their binary16 rows in
-// the mapped index file, so a load neither allocates nor copies the rows (at 10^6 x 1280-d
-// the graph is 0.15 GB instead of 2.7 GB of fresh memory the kernel must zero first).
+// the address of its code rather than the code: an f16 index loaded with its rows left in
+// the file (search_rows_in_memory = false) points its nodes at them, so the load neither
+// allocates nor copies them (at 10^6 x 1280-d the graph is 0.15 GB instead of 2.7 GB of
+// fresh memory the kernel must zero first). Only then: the extra dependent load per
+// distance made a graph built by address link 2.2x slower.
 class CodeSpace : public hnswlib::SpaceInterface<float> {
  public:
   CodeSpace(const detail::CodeEncoding& e, bool by_address)
@@ -90,9 +92,8 @@ struct ImageIndex::Impl {
   std::vector<std::unique_ptr<float[]>> memory;
   std::size_t memory_rows = 0;
   std::vector<std::uint64_t> row_of;
-  // Codes by address (f16): those of a load that did not leave them in the file, in one
-  // block; those of rows added here, in fixed blocks so that an address stays valid.
-  std::unique_ptr<std::uint8_t[]> loaded_codes;
+  // Codes by address: those of rows added here, in fixed blocks so that an address stays
+  // valid (the loaded ones are in the file).
   std::vector<std::unique_ptr<std::uint8_t[]>> code_blocks;
   std::size_t code_count = 0;
   std::uint8_t* code_at(std::size_t c) const {
@@ -117,6 +118,15 @@ struct ImageIndex::Impl {
     return first;
   }
   std::vector<hnswlib::tableint> internal_of;             // entry id -> hnswlib internal id
+  // hnswlib's label_lookup_ (label -> internal id, one allocation a node) is only read by
+  // an addPoint that updates a label; a load leaves it empty (at 10^6, 0.1 s to fill and
+  // as much to free at exit, for a query that never updates) until map_labels.
+  bool labels_mapped = true;
+  void map_labels() {
+    if (labels_mapped) return;
+    for (std::size_t id = 0; id < internal_of.size(); ++id) hnsw->label_lookup_[id] = internal_of[id];
+    labels_mapped = true;
+  }
   // hnswlib 0.6.2 takes the beam width as state (setEf), not as a search argument:
   // searches with the beam already set share the lock; changing it takes it alone, so
   // that concurrent searches (serve) never race on it.
@@ -127,12 +137,18 @@ struct ImageIndex::Impl {
       : space(std::make_unique<hnswlib::InnerProductSpace>(static_cast<std::size_t>(dim))), codes(c) {
     if (codes != VectorCodes::F32) {
       encoding = detail::make_code_encoding(codes, dim);
-      code_space = std::make_unique<CodeSpace>(*encoding, by_address());
+      code_space = std::make_unique<CodeSpace>(*encoding, false);
     }
   }
   bool compact() const { return codes != VectorCodes::F32; }
-  // f16 only: its file rows are its codes. int8 codes are made at load from float32 rows.
-  bool by_address() const { return codes == VectorCodes::F16; }
+  // Set by restore_graph before the graph exists: an f16 index's nodes point at the rows
+  // of its mapped file.
+  bool codes_by_address = false;
+  bool by_address() const { return codes_by_address; }
+  void search_codes_by_address() {
+    codes_by_address = true;
+    code_space = std::make_unique<CodeSpace>(*encoding, true);
+  }
   // What hnswlib is handed for a code: the code, or (by address) `holder` set to it.
   const void* graph_point(const std::uint8_t* code, const std::uint8_t*& holder) const {
     holder = code;
@@ -435,6 +451,7 @@ void ImageIndex::bury(const std::vector<std::uint32_t>& keep) {
   std::vector<IndexEntry> entries;
   entries.reserve(keep.size());
   hnsw.label_lookup_.clear();
+  impl_->labels_mapped = true;
   for (std::size_t j = 0; j < keep.size(); ++j) {
     const hnswlib::tableint internal = impl_->internal_of[keep[j]];
     internal_of[j] = internal;
@@ -467,6 +484,7 @@ void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, c
   // hnswlib's addPoint with a label it holds updates that point and repairs its links
   // (one at a time: hnswlib 0.6's concurrent updates of neighbouring points are not safe).
   Impl& impl = *impl_;
+  impl.map_labels();  // hnswlib finds the points to update there
   std::vector<std::uint8_t> code(impl.compact() ? impl.encoding->code_size() : 0);
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (impl.compact()) {
@@ -691,21 +709,16 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   ImageIndex::Impl& impl = *index.impl_;
   if (f16_rows && impl.codes != VectorCodes::F16) g.fail("internal error: binary16 rows in an index without f16 codes");
   const std::size_t row_bytes = static_cast<std::size_t>(dim) * (f16_rows ? 2 : sizeof(float));
+  // With `rows_in_place` the nodes point at the file's binary16 rows (codes by address),
+  // which the caller keeps mapped (attach_file_rows). Sections start 64-byte aligned; a
+  // hostile file's need not, and its rows are copied instead.
+  auto half_aligned = [](const std::uint8_t* p) { return reinterpret_cast<std::uintptr_t>(p) % alignof(std::uint16_t) == 0; };
+  rows_in_place = rows_in_place && f16_rows && half_aligned(vecs) && (tombstones == 0 || half_aligned(tombstone_vecs));
+  if (rows_in_place) impl.search_codes_by_address();
   impl.hnsw = new_hnsw(impl.graph_space(), count, params.M, params.ef_construction);
   impl.current_ef = 0;
   auto& h = *impl.hnsw;
   populate(h.data_level0_memory_, count * h.size_data_per_element_);
-  // Codes by address (f16): with `rows_in_place` the nodes point at the file's binary16
-  // rows, which the caller keeps mapped (attach_file_rows). Sections start 64-byte aligned;
-  // a hostile file's need not, and its rows are copied instead.
-  auto half_aligned = [](const std::uint8_t* p) { return reinterpret_cast<std::uintptr_t>(p) % alignof(std::uint16_t) == 0; };
-  rows_in_place = rows_in_place && impl.by_address() && f16_rows && half_aligned(vecs) &&
-                  (tombstones == 0 || half_aligned(tombstone_vecs));
-  const std::size_t code_size = impl.compact() ? impl.encoding->code_size() : 0;
-  if (impl.by_address() && !rows_in_place) {
-    impl.loaded_codes.reset(new std::uint8_t[count * code_size]);
-    populate(impl.loaded_codes.get(), count * code_size);
-  }
   // Each node's block zeroed and its row (or its row's address) copied in, or (compact
   // codes from float32 rows) its code made from the row, on every core; the links come below.
   parallel_for(0, count, resolve_threads(0), [&](std::size_t i) {
@@ -714,28 +727,23 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
     auto* data = reinterpret_cast<std::uint8_t*>(h.getDataByInternalId(static_cast<hnswlib::tableint>(i)));
     if (rows_in_place) {
       std::memcpy(data, &vec, sizeof vec);
-      return;
-    }
-    std::uint8_t* code = impl.by_address() ? impl.loaded_codes.get() + i * code_size : data;
-    if (!impl.compact() || f16_rows) {
-      std::memcpy(code, vec, row_bytes);  // binary16 rows are codes: any padding stays 0
+    } else if (!impl.compact() || f16_rows) {
+      std::memcpy(data, vec, row_bytes);  // binary16 rows are codes: any padding stays 0
     } else if (reinterpret_cast<std::uintptr_t>(vec) % alignof(float) == 0) {  // sections start aligned
-      impl.encoding->encode(reinterpret_cast<const float*>(vec), code);
+      impl.encoding->encode(reinterpret_cast<const float*>(vec), data);
     } else {
       thread_local std::vector<float> row;  // a hostile file's rows need not be
       row.resize(dim);
       std::memcpy(row.data(), vec, row_bytes);
-      impl.encoding->encode(row.data(), code);
+      impl.encoding->encode(row.data(), data);
     }
-    if (impl.by_address()) std::memcpy(data, &code, sizeof code);
   }, /*min_parallel=*/1024);
   if (h.maxM_ != max_links || h.maxM0_ != max_links0) g.fail("internal error: unexpected hnswlib link capacity");
 
   for (std::uint64_t i = 0; i < count; ++i) {
     const auto id = static_cast<hnswlib::tableint>(i);
     if (i < live) {
-      h.setExternalLabel(id, i);
-      h.label_lookup_[i] = id;
+      h.setExternalLabel(id, i);  // label_lookup_ is filled when first needed (map_labels)
     } else {
       h.setExternalLabel(id, kTombstoneLabel + i);
     }
@@ -757,7 +765,7 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
         std::uint32_t target;
         std::memcpy(&target, raw + j * 4, 4);
         if (target >= count || target == i) g.fail("node " + std::to_string(i) + " links to bad node " + std::to_string(target));
-        if (levels[target] < l) g.fail("node " + std::to_string(i) + " links to node " + std::to_string(target) + " on a layer it lacks");
+        if (l > 0 && levels[target] < l) g.fail("node " + std::to_string(i) + " links to node " + std::to_string(target) + " on a layer it lacks");
         out[j] = target;
       }
     }
@@ -767,6 +775,7 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   h.maxlevel_ = static_cast<int>(max_level);
   impl.internal_of.resize(live);
   for (std::uint64_t i = 0; i < live; ++i) impl.internal_of[i] = static_cast<hnswlib::tableint>(i);
+  impl.labels_mapped = false;
   if (impl.compact()) {  // each entry's row: its own code (binary16), or row i of the file
     impl.row_of.resize(live);
     for (std::uint64_t i = 0; i < live; ++i) impl.row_of[i] = f16_rows ? kRowInGraph | i : i;

@@ -439,9 +439,10 @@ SearchService::SearchService(ServeOptions options) : impl_(std::make_unique<Impl
     check_expansion_settings(std::max(s.options.qe_k, 0), s.options.qe_alpha >= 0 ? s.options.qe_alpha : 3.0f,
                              "serve: query expansion");
   stat_signature(s.options.index_path, s.signature);
-  // Loaded as `query` loads it: what stays in the file (compact rows, a projected index's
-  // model vectors) is read with pread, so a file changed in place under a long-running
-  // server fails the requests that read it, never the process.
+  // Loaded for searching (search_load_options): what stays in the file (int8's float32
+  // rows, a projected index's model vectors) is read with pread, and an f16 index's rows
+  // are copied in (`query` leaves them in the mapped file), so a file changed in place
+  // under a long-running server fails the requests that read it, never the process.
   auto index = std::make_shared<ImageIndex>(load_index(s.options.index_path, search_load_options()));
   s.file_size = s.signature.size;
   s.model = load_model_for_index(s.options.model_path, s.options.model, index->model(), s.options.index_path);
