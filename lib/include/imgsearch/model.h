@@ -51,6 +51,9 @@ const char* to_string(Precision precision);
 Precision parse_precision(const std::string& text);  // "auto", "fp32", "bf16", "int8"
 // Whether this CPU runs bf16 natively (AVX512-BF16 or AMX); Auto picks bf16 only then.
 bool cpu_has_native_bf16();
+// Whether int8 models run correctly here: a CPU with VNNI (AVX512-VNNI, AVX-VNNI, AMX).
+// Without it LibTorch's int8 kernels give wrong embeddings, and Model::load refuses them.
+bool cpu_runs_int8_faithfully();
 // What Auto resolves to: int8 for a quantised model, else bf16 where native, else fp32.
 Precision resolve_precision(Precision requested, const ModelInfo& info);
 
