@@ -59,10 +59,7 @@ int run_query(QueryArgs args) {
   // The index (vectors, graph) loads on a second thread while the model loads here:
   // for one cold query these are the two big costs after the process start.
   const ModelInfo index_model = load_index_model(index_path);
-  // One process, one search: an f16 index's rows are searched where they lie in the file.
-  IndexLoadOptions load_options = search_load_options();
-  load_options.search_rows_in_memory = false;
-  auto loading = std::async(std::launch::async, [&] { return load_index(index_path, load_options); });
+  auto loading = std::async(std::launch::async, [&] { return load_index(index_path, query_load_options()); });
   // One image at a time gains little from a second thread, and OpenMP's spin-waiting
   // (a query does not restart itself with OMP_WAIT_POLICY=PASSIVE, to start fast) would
   // burn the other core: one inference thread unless --threads says otherwise.

@@ -252,29 +252,33 @@ bool BinaryFileReader::has_section(const char* tag) const {
 }
 
 std::pair<const std::uint8_t*, std::size_t> BinaryFileReader::section(const char* tag) const {
-  for (const Entry& e : entries_) {
-    if (e.tag != tag) continue;
-    const std::uint8_t* p = data_ + e.offset;
-    if (XXH3_64bits(p, e.size) != e.checksum) fail(std::string("corrupt (checksum mismatch in section ") + tag + ")");
-    return {p, static_cast<std::size_t>(e.size)};
-  }
-  fail(std::string("missing section ") + tag);
+  return section(tag, 0, nullptr);
 }
 
 std::pair<const std::uint8_t*, std::size_t> BinaryFileReader::section(
     const char* tag, std::size_t chunk, const std::function<void(const std::uint8_t*, std::size_t)>& visit) const {
-  const auto [p, size] = unverified_section(tag);
-  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(), XXH3_freeState);
-  if (!state) throw std::bad_alloc();
-  XXH3_64bits_reset(state.get());
-  for (std::size_t at = 0; at < size; at += chunk) {
-    const std::size_t n = std::min(chunk, size - at);
-    XXH3_64bits_update(state.get(), p + at, n);
-    visit(p + at, n);
+  for (const Entry& e : entries_) {
+    if (e.tag != tag) continue;
+    const std::uint8_t* p = data_ + e.offset;
+    const std::size_t size = static_cast<std::size_t>(e.size);
+    std::uint64_t hash;
+    if (!visit) {
+      hash = XXH3_64bits(p, size);
+    } else {
+      std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(), XXH3_freeState);
+      if (!state) throw std::bad_alloc();
+      XXH3_64bits_reset(state.get());
+      for (std::size_t at = 0; at < size; at += chunk) {
+        const std::size_t n = std::min(chunk, size - at);
+        XXH3_64bits_update(state.get(), p + at, n);
+        visit(p + at, n);
+      }
+      hash = XXH3_64bits_digest(state.get());
+    }
+    if (hash != e.checksum) fail(std::string("corrupt (checksum mismatch in section ") + tag + ")");
+    return {p, size};
   }
-  const auto e = std::find_if(entries_.begin(), entries_.end(), [tag](const Entry& x) { return x.tag == tag; });
-  if (XXH3_64bits_digest(state.get()) != e->checksum) fail(std::string("corrupt (checksum mismatch in section ") + tag + ")");
-  return {p, size};
+  fail(std::string("missing section ") + tag);
 }
 
 std::pair<const std::uint8_t*, std::size_t> BinaryFileReader::unverified_section(const char* tag) const {

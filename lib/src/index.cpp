@@ -73,6 +73,29 @@ constexpr std::uint64_t kRowInMemory = std::uint64_t(1) << 63;
 constexpr std::uint64_t kRowInGraph = std::uint64_t(1) << 62;
 }  // namespace
 
+namespace {
+// Rows in fixed blocks: growing never copies them (a contiguous vector's doubling would
+// hold the old and new arrays at once, the peak of a large build) and a row's address
+// stays valid. `width` is a row's length, the same at every call.
+template <typename T>
+class BlockRows {
+ public:
+  T* row(std::size_t r, std::size_t width) const { return blocks_[r / kRows].get() + (r % kRows) * width; }
+  // Room for n more rows; returns the first one's number.
+  std::size_t grow(std::size_t n, std::size_t width) {
+    const std::size_t first = rows_;
+    rows_ += n;
+    while (blocks_.size() * kRows < rows_) blocks_.emplace_back(new T[kRows * width]);
+    return first;
+  }
+
+ private:
+  static constexpr std::size_t kRows = 4096;
+  std::vector<std::unique_ptr<T[]>> blocks_;
+  std::size_t rows_ = 0;
+};
+}  // namespace
+
 struct ImageIndex::Impl {
   // Float32 inner product: the graph's space for f32, and exact scoring for every encoding.
   std::unique_ptr<hnswlib::InnerProductSpace> space;
@@ -85,47 +108,23 @@ struct ImageIndex::Impl {
   // (kRowInGraph | internal id: f16 rows loaded from a file).
   std::shared_ptr<const detail::MappedFile> file;
   const std::uint8_t* file_rows = nullptr;
-  // Rows added here, in fixed blocks: growing never copies them (a contiguous vector's
-  // doubling would hold the old and new arrays at once, the peak of a large build) and a
-  // row's address stays valid.
-  static constexpr std::size_t kBlockRows = 4096;
-  std::vector<std::unique_ptr<float[]>> memory;
-  std::size_t memory_rows = 0;
+  // Rows added here (float32), and the codes by address of rows added here (the loaded
+  // ones are in the file).
+  BlockRows<float> memory;
+  BlockRows<std::uint8_t> added_codes;
   std::vector<std::uint64_t> row_of;
-  // Codes by address: those of rows added here, in fixed blocks so that an address stays
-  // valid (the loaded ones are in the file).
-  std::vector<std::unique_ptr<std::uint8_t[]>> code_blocks;
-  std::size_t code_count = 0;
-  std::uint8_t* code_at(std::size_t c) const {
-    return code_blocks[c / kBlockRows].get() + (c % kBlockRows) * encoding->code_size();
-  }
-  std::size_t grow_codes(std::size_t n) {
-    const std::size_t first = code_count;
-    code_count += n;
-    while (code_blocks.size() * kBlockRows < code_count)
-      code_blocks.emplace_back(new std::uint8_t[kBlockRows * encoding->code_size()]);
-    return first;
-  }
-  float* memory_row(std::size_t r, int dim) const {
-    return memory[r / kBlockRows].get() + (r % kBlockRows) * static_cast<std::size_t>(dim);
-  }
-  // Room for n more rows; returns the first one's number.
-  std::size_t grow_memory(std::size_t n, int dim) {
-    const std::size_t first = memory_rows;
-    memory_rows += n;
-    while (memory.size() * kBlockRows < memory_rows)
-      memory.emplace_back(new float[kBlockRows * static_cast<std::size_t>(dim)]);
-    return first;
-  }
+  float* memory_row(std::size_t r, int dim) const { return memory.row(r, static_cast<std::size_t>(dim)); }
+  std::size_t grow_memory(std::size_t n, int dim) { return memory.grow(n, static_cast<std::size_t>(dim)); }
+  std::uint8_t* code_at(std::size_t c) const { return added_codes.row(c, encoding->code_size()); }
+  std::size_t grow_codes(std::size_t n) { return added_codes.grow(n, encoding->code_size()); }
   std::vector<hnswlib::tableint> internal_of;             // entry id -> hnswlib internal id
   // hnswlib's label_lookup_ (label -> internal id, one allocation a node) is only read by
   // an addPoint that updates a label; a load leaves it empty (at 10^6, 0.1 s to fill and
-  // as much to free at exit, for a query that never updates) until map_labels.
-  bool labels_mapped = true;
+  // as much to free at exit, for a query that never updates) until map_labels. It holds
+  // every live label or (after such a load) fewer.
   void map_labels() {
-    if (labels_mapped) return;
+    if (!hnsw || hnsw->label_lookup_.size() == internal_of.size()) return;
     for (std::size_t id = 0; id < internal_of.size(); ++id) hnsw->label_lookup_[id] = internal_of[id];
-    labels_mapped = true;
   }
   // hnswlib 0.6.2 takes the beam width as state (setEf), not as a search argument:
   // searches with the beam already set share the lock; changing it takes it alone, so
@@ -451,7 +450,6 @@ void ImageIndex::bury(const std::vector<std::uint32_t>& keep) {
   std::vector<IndexEntry> entries;
   entries.reserve(keep.size());
   hnsw.label_lookup_.clear();
-  impl_->labels_mapped = true;
   for (std::size_t j = 0; j < keep.size(); ++j) {
     const hnswlib::tableint internal = impl_->internal_of[keep[j]];
     internal_of[j] = internal;
@@ -775,7 +773,6 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
   h.maxlevel_ = static_cast<int>(max_level);
   impl.internal_of.resize(live);
   for (std::uint64_t i = 0; i < live; ++i) impl.internal_of[i] = static_cast<hnswlib::tableint>(i);
-  impl.labels_mapped = false;
   if (impl.compact()) {  // each entry's row: its own code (binary16), or row i of the file
     impl.row_of.resize(live);
     for (std::uint64_t i = 0; i < live; ++i) impl.row_of[i] = f16_rows ? kRowInGraph | i : i;

@@ -166,9 +166,7 @@ int serve(std::optional<ImageIndex>& real, const std::string& path, std::size_t 
   const double rss_before = status_mib("VmRSS:");
   nlohmann::json report{{"step", "serve"}, {"index", path}, {"queries", nq}, {"rss_process_and_queries_mib", rss_before}};
   Timer t;
-  IndexLoadOptions options = search_load_options();
-  options.search_rows_in_memory = !rows_in_file;
-  ImageIndex index = load_index(path, options);
+  ImageIndex index = load_index(path, rows_in_file ? query_load_options() : search_load_options());
   report["load"] = t.done();
   report["rows"] = rows_in_file ? "file" : "memory";
   report["vectors"] = vector_codes_name(index.vector_codes());

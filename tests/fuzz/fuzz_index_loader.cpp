@@ -80,9 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::vector<std::uint8_t> fixed = fuzz::with_fixed_checksums(data, size);
   if (!fixed.empty()) {
     load(fixed.data(), fixed.size());
-    imgsearch::IndexLoadOptions as_query = imgsearch::search_load_options();
-    as_query.search_rows_in_memory = false;  // an f16 index's rows searched in the file
-    load(fixed.data(), fixed.size(), as_query);
+    load(fixed.data(), fixed.size(), imgsearch::query_load_options());
   }
   return 0;
 }

@@ -37,8 +37,10 @@ struct IndexLoadOptions {
 // What a searcher (query, serve) needs: no thumbnails, histograms only if used, the
 // model's vectors left in the file (read them with ImageIndex::model_vector_copy where the
 // file may change under a long-running process). The rows searched stay in memory: a
-// one-shot reader may leave them in the file too (search_rows_in_memory = false).
+// one-shot reader may leave them in the file too (query_load_options).
 inline IndexLoadOptions search_load_options() { return {false, false, false, true}; }
+// What `query` loads: search_load_options with an f16 index's rows left in the file.
+inline IndexLoadOptions query_load_options() { return {false, false, false, false}; }
 
 // Validates every size, count, offset, link and id before use, and the checksums (of the
 // sections it reads); a truncated, corrupt or hostile file throws Error(Format) naming
