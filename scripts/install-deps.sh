@@ -21,6 +21,7 @@ TEST_PACKAGES=(
   dpkg-dev file                 # cpack -G DEB: dpkg-shlibdeps finds the package's dependencies
   chromium-driver python3-selenium   # the serve page driven in a real browser
   python3-flask wrk             # tests/bench: the seed-style Python server and the load generator
+  ccache                        # the quickstart test rebuilds imgsearch in a copy: from the cache
 )
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=("${TEST_PACKAGES[@]}")
