@@ -1,6 +1,7 @@
 // imgsearch: content-based image search. Each subcommand lives in its own file and
 // only parses options and prints; the work is in the library.
 #include "cli_common.h"
+#include "omp_env.h"
 
 #include <imgsearch/error.h>
 #include <imgsearch/log.h>
@@ -11,6 +12,7 @@
 int main(int argc, char** argv) {
   using namespace imgsearch;
   using namespace imgsearch::cli;
+  const OmpSettingsOrigin omp_origin = omp_settings_origin(argc, argv);
 
   CLI::App app{"imgsearch: find the images that look like a query image"};
   app.set_version_flag("--version", "imgsearch " IMGSEARCH_VERSION);
@@ -55,8 +57,8 @@ int main(int argc, char** argv) {
   if (verbose) {  // the OpenMP settings omp_env.cpp gave the long-running subcommands
     const char* policy = std::getenv("OMP_WAIT_POLICY");
     const char* spin = std::getenv("GOMP_SPINCOUNT");
-    std::fprintf(stderr, "imgsearch: OpenMP: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s\n", policy ? policy : "unset",
-                 spin ? spin : "unset");
+    std::fprintf(stderr, "imgsearch: OpenMP: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s (%s)\n", policy ? policy : "unset",
+                 spin ? spin : "unset", to_string(omp_origin));
   }
 
   try {

@@ -11,7 +11,9 @@
 # that projection, and recall@10 is still against exact fp32 search of the 1280-d vectors).
 #   tests/bench/vector_codes.sh [--build build] [--out /work/cache/compact/bench]
 #        [--sizes "50000 200000"] [--threads 2] [--source /work/cache/f44k/f44k.index] [--no-extras]
-#        [--codes "f32 f16 int8"] [--pca D]
+#        [--codes "f32 f16 int8"] [--pca D] [--reuse]
+# With --reuse an index already built in --out by an earlier run of the same options is
+# served and timed again instead of rebuilt (its build line is then missing from the log).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
@@ -23,6 +25,7 @@ nq=500
 extras=1
 codes_list="f32 f16 int8"
 pca=0
+reuse=0
 while [ $# -gt 0 ]; do
   case $1 in
     --build) build=$(cd "$2" && pwd); shift 2 ;;
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
     --no-extras) extras=0; shift ;;  # builds and serves only: no cold query, add or remove
     --codes) codes_list=$2; shift 2 ;;
     --pca) pca=$2; shift 2 ;;
+    --reuse) reuse=1; shift ;;
     *) echo "vector_codes.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -61,11 +65,15 @@ timed() {  # timed LABEL CMD...
 largest=0
 for n in $sizes; do
   [ "$n" -gt "$largest" ] && largest=$n
-  "$bench" truth "$source_index" "$n" "$nq" "$out/truth-$n.bin" >> "$log"
+  [ "$reuse" = 1 ] && [ -s "$out/truth-$n.bin" ] || "$bench" truth "$source_index" "$n" "$nq" "$out/truth-$n.bin" >> "$log"
   for codes in $codes_list; do
     # M 16, ef_construction 100 (as the tombstone bench) to keep 200k within reach of two
     # shared cores; the serving RSS does not depend on ef_construction.
-    timed "build $codes$tag $n" "$bench" build "$source_index" "$n" "$codes" "$out/$codes$tag-$n.index" "$threads" 16 100 | tee -a "$log"
+    if [ "$reuse" = 1 ] && [ -s "$out/$codes$tag-$n.index" ]; then
+      echo "reusing $out/$codes$tag-$n.index ($(date -r "$out/$codes$tag-$n.index" '+%F %R'))"
+    else
+      timed "build $codes$tag $n" "$bench" build "$source_index" "$n" "$codes" "$out/$codes$tag-$n.index" "$threads" 16 100 | tee -a "$log"
+    fi
     "$bench" serve "$source_index" "$out/$codes$tag-$n.index" "$nq" "$out/truth-$n.bin" | tee -a "$log"
   done
 done

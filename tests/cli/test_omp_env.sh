@@ -1,7 +1,8 @@
 # The OpenMP wait policy (docs/cli.md, Environment): the long-running subcommands get
 # OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=3000 before libgomp initialises, and libgomp
-# initialises once (the restart happens before any library's constructor, so LibTorch's
-# start-up is not paid twice); query and info are left alone; a user's setting is kept.
+# initialises once; where CMake found that this libgomp reads them through getenv
+# (OMP_ENV_BY_GETENV=1), without any restart (LibTorch's libraries loaded once, the real
+# environment untouched); query and info are left alone; a user's setting is kept.
 # libgomp itself reports what it read: OMP_DISPLAY_ENV=verbose prints its settings when
 # it initialises.
 source "$(dirname "$0")/lib.sh"
@@ -19,9 +20,14 @@ for sub in extract index eval serve dedup learn; do
   [ "$(initialisations)" = 1 ] || { cat "$WORK/err"; fail "$sub: libgomp initialised $(initialisations) times, expected once"; }
   expect_in "$WORK/err" "GOMP_SPINCOUNT = '3000'"
 done
-# The process itself sees the variables (and -v says so).
+# The process itself sees the variables (and -v says so, and how they were given).
 omp_report eval
 expect_in "$WORK/err" "imgsearch: OpenMP: OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=3000"
+if [ "${OMP_ENV_BY_GETENV:-0}" = 1 ]; then
+  expect_in "$WORK/err" "(given to libgomp at start-up, no restart)"
+else
+  expect_in "$WORK/err" "(from the environment)"
+fi
 
 # query and info keep libgomp's defaults (spinning: a cold query must start fast).
 for sub in query info; do
