@@ -136,8 +136,10 @@ namespace imgsearch::cli {
 
 OmpSettingsOrigin omp_settings_origin(int argc, char** argv) {
   if (answer_passive && !policy_was_read) {
-    // This libgomp did not ask through getenv: give it the variables the slow way.
+    // This libgomp did not ask through getenv: give it the variables the slow way. (If
+    // the restart fails, libgomp runs on its defaults, and -v says so.)
     answer_passive = false;
+    origin = OmpSettingsOrigin::Defaults;
     if (environ) restart_with(argv, environ);
   }
   (void)argc;
