@@ -1,39 +1,13 @@
-// CMake's check (apps/imgsearch/CMakeLists.txt): does this libgomp read OMP_WAIT_POLICY
-// through getenv in its constructor, where an executable's own getenv answers it?
-// Exit 0 when it does (imgsearch then sets the wait policy without restarting).
+// CMake's check (apps/imgsearch/CMakeLists.txt), run as `check index`: does this libgomp
+// read OMP_WAIT_POLICY through getenv in its constructor, where the executable's own getenv
+// (omp_env.cpp's, compiled in here as it is) answers it? Exit 0 when it does; when it does
+// not, omp_settings_origin restarts the check with the variables set, and it exits 1.
+#define IMGSEARCH_OMP_ENV_BY_GETENV 1
+#include "../apps/imgsearch/omp_env.cpp"
+
 #include <omp.h>
 
-#include <cstddef>
-
-extern "C" char** environ;
-
-namespace {
-bool asked_before_main = false;
-bool in_main = false;
-}  // namespace
-
-extern "C" char* getenv(const char* name) {
-  static char passive[] = "PASSIVE";
-  const char* want = "OMP_WAIT_POLICY";
-  const char* n = name;
-  for (; *want && *want == *n; ++want, ++n) {
-  }
-  if (!*want && !*n) {
-    if (!in_main) asked_before_main = true;
-    return passive;
-  }
-  if (!environ) return nullptr;
-  std::size_t len = 0;
-  while (name[len]) ++len;
-  for (char** e = environ; *e; ++e) {
-    std::size_t i = 0;
-    while (i < len && (*e)[i] == name[i]) ++i;
-    if (i == len && (*e)[i] == '=') return *e + len + 1;
-  }
-  return nullptr;
-}
-
-int main() {
-  in_main = true;
-  return asked_before_main && omp_get_max_threads() > 0 ? 0 : 1;
+int main(int, char** argv) {
+  const bool answered = imgsearch::cli::omp_settings_origin(argv) == imgsearch::cli::OmpSettingsOrigin::Answered;
+  return answered && omp_get_max_threads() > 0 ? 0 : 1;
 }

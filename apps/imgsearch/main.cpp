@@ -12,7 +12,7 @@
 int main(int argc, char** argv) {
   using namespace imgsearch;
   using namespace imgsearch::cli;
-  const OmpSettingsOrigin omp_origin = omp_settings_origin(argc, argv);
+  const OmpSettingsOrigin omp_origin = omp_settings_origin(argv);
 
   CLI::App app{"imgsearch: find the images that look like a query image"};
   app.set_version_flag("--version", "imgsearch " IMGSEARCH_VERSION);

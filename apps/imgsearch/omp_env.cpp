@@ -60,10 +60,11 @@ char kPolicy[] = "OMP_WAIT_POLICY=PASSIVE";
 char kSpin[] = "GOMP_SPINCOUNT=3000";
 constexpr int kMaxEnvironment = 1 << 16;  // beyond that, run as we are
 
-// Set once in .preinit_array, before any other code of the process runs; read after.
-bool answer_passive = false;   // getenv answers the two variables
+using imgsearch::cli::OmpSettingsOrigin;
+// Set in .preinit_array, before any other code of the process runs: while it is Answered,
+// getenv answers the two variables.
+OmpSettingsOrigin origin = OmpSettingsOrigin::Defaults;
 bool policy_was_read = false;  // someone (libgomp) asked for OMP_WAIT_POLICY through getenv
-imgsearch::cli::OmpSettingsOrigin origin = imgsearch::cli::OmpSettingsOrigin::Defaults;
 
 // `query` and `info` are left alone: a cold query must start fast, and batch-1 inference
 // is where spinning still pays.
@@ -91,7 +92,7 @@ void decide(int argc, char** argv, char** envp) {
   for (int n = 0; envp[n]; ++n) {
     // A policy the user set is always kept (and a restarted process stops here).
     if (has_prefix(envp[n], "OMP_WAIT_POLICY=") || has_prefix(envp[n], "GOMP_SPINCOUNT=")) {
-      origin = imgsearch::cli::OmpSettingsOrigin::Environment;
+      origin = OmpSettingsOrigin::Environment;
       return;
     }
     if (n >= kMaxEnvironment) return;
@@ -99,8 +100,7 @@ void decide(int argc, char** argv, char** envp) {
   const char* sub = subcommand_of(argc, argv);
   if (!sub || !runs_long(sub)) return;
 #if IMGSEARCH_OMP_ENV_BY_GETENV
-  answer_passive = true;
-  origin = imgsearch::cli::OmpSettingsOrigin::Answered;
+  origin = OmpSettingsOrigin::Answered;
 #else
   restart_with(argv, envp);
 #endif
@@ -111,10 +111,10 @@ void decide(int argc, char** argv, char** envp) {
 
 }  // namespace
 
-// libc's getenv, but for the two variables while answer_passive.
+// libc's getenv, but for the two variables while they are answered.
 extern "C" char* getenv(const char* name) {
   if (!name) return nullptr;
-  if (answer_passive) {
+  if (origin == OmpSettingsOrigin::Answered) {
     if (equal(name, kPolicyName)) {
       policy_was_read = true;
       return kPolicy + sizeof kPolicyName;
@@ -134,15 +134,13 @@ extern "C" char* getenv(const char* name) {
 
 namespace imgsearch::cli {
 
-OmpSettingsOrigin omp_settings_origin(int argc, char** argv) {
-  if (answer_passive && !policy_was_read) {
+OmpSettingsOrigin omp_settings_origin(char** argv) {
+  if (origin == OmpSettingsOrigin::Answered && !policy_was_read) {
     // This libgomp did not ask through getenv: give it the variables the slow way. (If
     // the restart fails, libgomp runs on its defaults, and -v says so.)
-    answer_passive = false;
     origin = OmpSettingsOrigin::Defaults;
     if (environ) restart_with(argv, environ);
   }
-  (void)argc;
   return origin;
 }
 

@@ -11,7 +11,7 @@ enum class OmpSettingsOrigin {
 
 // Called first in main. Where libgomp was to be answered but never asked, restarts the
 // process with the variables set (and does not return).
-OmpSettingsOrigin omp_settings_origin(int argc, char** argv);
+OmpSettingsOrigin omp_settings_origin(char** argv);
 const char* to_string(OmpSettingsOrigin origin);
 
 }  // namespace imgsearch::cli
