@@ -238,6 +238,7 @@ int run_eval(const EvalArgs& args) {
   IndexLoadOptions load_options = search_load_options();
   load_options.duplicate_thumbnails = !args.duplicates.empty();  // the crop signal
   load_options.model_vectors_in_memory = true;                      // every image is a query
+  load_options.entries = IndexLoadOptions::Entries::Memory;  // labels come from the paths; --holdout removes entries
   ImageIndex index = load_index(index_path, load_options);
   if (!args.duplicates.empty()) return run_duplicate_eval(args, index, index_path, status);
   std::size_t held_back = 0;

@@ -37,17 +37,17 @@ void print_results(const QueryArgs& args, const ImageIndex& index, const std::st
     out["query"] = query;
     out["results"] = nlohmann::json::array();
     for (std::size_t r = 0; r < hits.size(); ++r)
-      out["results"].push_back({{"rank", r + 1}, {"path", index.entry(hits[r].id).path}, {"score", hits[r].score}});
+      out["results"].push_back({{"rank", r + 1}, {"path", index.path(hits[r].id)}, {"score", hits[r].score}});
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   } else if (args.format == "tsv") {
     for (std::size_t r = 0; r < hits.size(); ++r)
       std::cout << query << '\t' << r + 1 << '\t' << fmt::format("{:.6f}", hits[r].score) << '\t'
-                << index.entry(hits[r].id).path << '\n';
+                << index.path(hits[r].id) << '\n';
   } else {
     std::cout << "query: " << query << '\n';
     std::cout << fmt::format("{:>5}  {:>7}  {}\n", "rank", "score", "path");
     for (std::size_t r = 0; r < hits.size(); ++r)
-      std::cout << fmt::format("{:>5}  {:>7.4f}  {}\n", r + 1, hits[r].score, index.entry(hits[r].id).path);
+      std::cout << fmt::format("{:>5}  {:>7.4f}  {}\n", r + 1, hits[r].score, index.path(hits[r].id));
     std::cout << '\n';
   }
   std::cout.flush();  // answer each query as it comes, for pipelines reading line by line
@@ -103,7 +103,7 @@ int run_query(QueryArgs args) {
     if (!args.html.empty()) {
       QueryResults page_query{absolute_path(query), {}};
       for (std::size_t r = 0; r < hits.size(); ++r)
-        page_query.results.push_back({static_cast<int>(r + 1), hits[r].score, index.entry(hits[r].id).path});
+        page_query.results.push_back({static_cast<int>(r + 1), hits[r].score, index.path(hits[r].id)});
       page_queries.push_back(std::move(page_query));
     }
     ++answered;

@@ -5,11 +5,13 @@
 #include "imgsearch/error.h"
 #include "imgsearch/log.h"
 #include "binary_file.h"
+#include "entries_in_file.h"
 #include "index_graph.h"
 #include "vector_codes.h"
 
 #include <fmt/format.h>
 #include <hnswlib/hnswlib.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
@@ -108,6 +110,21 @@ struct ImageIndex::Impl {
   // (kRowInGraph | internal id: f16 rows loaded from a file).
   std::shared_ptr<const detail::MappedFile> file;
   const std::uint8_t* file_rows = nullptr;
+  // Rows a load left unchecked (check_rows_when_read): each one's XXH3-64 in the mapped
+  // file, checked with the row whenever it is read.
+  const std::uint8_t* row_sums = nullptr;
+  std::string file_path;
+  void check_row(std::uint64_t r, const float* row, int dim) const {
+    std::uint64_t want = 0;
+    const std::size_t bytes = static_cast<std::size_t>(dim) * sizeof(float);
+    const bool ok = file->read_at(static_cast<std::uint64_t>(row_sums - file->data) + r * 8, &want, 8) &&
+                    XXH3_64bits(row, bytes) == want;
+    IMGSEARCH_CHECK(ok, ErrorKind::Format,
+                    "{}: corrupt (row {} of VECS does not match its checksum in ROWSUMS, or the file changed since it "
+                    "was loaded)", file_path, r);
+    for (int d = 0; d < dim; ++d)
+      IMGSEARCH_CHECK(std::isfinite(row[d]), ErrorKind::Format, "{}: vector {} holds NaN or infinity", file_path, r);
+  }
   // Rows added here (float32), and the codes by address of rows added here (the loaded
   // ones are in the file).
   BlockRows<float> memory;
@@ -173,7 +190,9 @@ struct ImageIndex::Impl {
       });
       return decoded.get() + (where & ~kRowInGraph) * d;
     }
-    return reinterpret_cast<const float*>(file_rows + where * d * sizeof(float));
+    const float* in_file = reinterpret_cast<const float*>(file_rows + where * d * sizeof(float));
+    if (row_sums) check_row(where, in_file, dim);
+    return in_file;
   }
   const std::uint8_t* graph_code(std::size_t internal) const {
     const char* data = hnsw->getDataByInternalId(static_cast<hnswlib::tableint>(internal));
@@ -195,6 +214,7 @@ struct ImageIndex::Impl {
     IMGSEARCH_CHECK(file->read_at(static_cast<std::uint64_t>(file_rows - file->data) + where * bytes, buffer, bytes),
                     ErrorKind::Io, "index: the file was truncated since it was loaded (a vector is unreadable); load "
                     "it again");
+    if (row_sums) check_row(where, buffer, dim);
     return buffer;
   }
 };
@@ -262,14 +282,48 @@ ImageIndex::~ImageIndex() = default;
 ImageIndex::ImageIndex(ImageIndex&&) noexcept = default;
 ImageIndex& ImageIndex::operator=(ImageIndex&&) noexcept = default;
 
-const float* ImageIndex::vector(std::size_t id) const {
+std::size_t ImageIndex::size() const {
+  return entries_in_file_ ? static_cast<std::size_t>(entries_in_file_->count) : entries_.size();
+}
+
+void ImageIndex::require_changeable(const char* what) const {
+  IMGSEARCH_CHECK(!entries_in_file_, ErrorKind::InvalidArgument,
+                  "{}: loaded for searching only (its entries stay in the file); {} needs the index loaded whole",
+                  entries_in_file_->path, what);
+}
+
+const IndexEntry& ImageIndex::entry(std::size_t id) const {
+  require_changeable("a whole entry");
   IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  return entries_[id];
+}
+
+const std::vector<IndexEntry>& ImageIndex::entries() const {
+  require_changeable("the list of entries");
+  return entries_;
+}
+
+IndexEntry ImageIndex::entry_info(std::size_t id) const {
+  IMGSEARCH_CHECK(id < size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  if (entries_in_file_) return detail::read_entry(*entries_in_file_, id);
+  const IndexEntry& e = entries_[id];
+  return IndexEntry{e.path, e.size, e.mtime_ns, {}, {}};
+}
+
+void ImageIndex::set_signals(std::size_t id, const DuplicateSignals& signals) {
+  require_changeable("setting duplicate signals");
+  IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  entries_[id].signals = signals;
+}
+
+const float* ImageIndex::vector(std::size_t id) const {
+  IMGSEARCH_CHECK(id < size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
   if (impl_->compact()) return impl_->row(impl_->row_of[id], dim_);
   return reinterpret_cast<const float*>(impl_->hnsw->getDataByInternalId(impl_->internal_of[id]));
 }
 
 void ImageIndex::copy_vector(std::size_t id, float* out) const {
-  IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  IMGSEARCH_CHECK(id < size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
   const float* row = impl_->compact() ? impl_->read_row(impl_->row_of[id], dim_, out) : vector(id);
   if (row != out) std::memcpy(out, row, sizeof(float) * dim_);
 }
@@ -278,6 +332,7 @@ VectorCodes ImageIndex::vector_codes() const { return impl_->codes; }
 
 void ImageIndex::set_vector_codes(VectorCodes codes, int threads) {
   if (codes == impl_->codes) return;
+  require_changeable("changing the vector encoding");
   std::vector<float> rows(entries_.size() * dim_);
   for (std::size_t i = 0; i < entries_.size(); ++i) std::memcpy(rows.data() + i * dim_, vector(i), sizeof(float) * dim_);
   log(LogLevel::Info, fmt::format("index: vectors {} -> {}: re-linking the graph over {} entries",
@@ -289,11 +344,13 @@ void ImageIndex::set_vector_codes(VectorCodes codes, int threads) {
 }
 
 std::size_t ImageIndex::signals_count() const {
+  require_changeable("counting duplicate signals");
   return static_cast<std::size_t>(
       std::count_if(entries_.begin(), entries_.end(), [](const IndexEntry& e) { return e.signals.present; }));
 }
 
 void ImageIndex::set_colour(std::size_t id, std::vector<float> colour) {
+  require_changeable("setting a colour histogram");
   IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
   IMGSEARCH_CHECK(colour.size() == static_cast<std::size_t>(kColourBins), ErrorKind::InvalidArgument,
                   "index: a colour histogram has {} bins, not {}", kColourBins, colour.size());
@@ -310,6 +367,7 @@ std::size_t ImageIndex::colour_count() const {
 void ImageIndex::add(const std::vector<IndexEntry>& entries, const float* vectors, int threads,
                      const LinkProgress& progress) {
   if (entries.empty()) return;
+  require_changeable("adding images");
   for (const IndexEntry& e : entries)
     IMGSEARCH_CHECK(e.colour.empty() || e.colour.size() == static_cast<std::size_t>(kColourBins),
                     ErrorKind::InvalidArgument, "{}: a colour histogram has {} bins, not {}", e.path, kColourBins,
@@ -396,6 +454,7 @@ void ImageIndex::add_search_vectors(const std::vector<IndexEntry>& entries, cons
 std::size_t ImageIndex::tombstones() const { return impl_->hnsw ? impl_->hnsw->num_deleted_ : 0; }
 
 std::size_t ImageIndex::remove_if(const std::function<bool(const IndexEntry&)>& drop, int threads) {
+  require_changeable("removing images");
   std::vector<std::uint32_t> keep;
   for (std::size_t i = 0; i < entries_.size(); ++i)
     if (!drop(entries_[i])) keep.push_back(static_cast<std::uint32_t>(i));
@@ -463,6 +522,7 @@ void ImageIndex::bury(const std::vector<std::uint32_t>& keep) {
 
 void ImageIndex::compact(int threads) {
   if (tombstones() == 0) return;
+  require_changeable("compacting the graph");
   std::vector<float> rows(entries_.size() * dim_);
   for (std::size_t i = 0; i < entries_.size(); ++i) std::memcpy(rows.data() + i * dim_, vector(i), sizeof(float) * dim_);
   rebuild(std::vector<IndexEntry>(entries_), rows.data(), dim_, threads);
@@ -502,7 +562,7 @@ void ImageIndex::replace_search_vectors(const std::vector<std::uint32_t>& ids, c
 
 std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) const {
   std::vector<SearchHit> hits;
-  if (k <= 0 || entries_.empty()) return hits;
+  if (k <= 0 || size() == 0) return hits;
   auto& hnsw = *impl_->hnsw;
   const Impl& impl = *impl_;
   const auto want_ef = static_cast<std::size_t>(std::max(ef > 0 ? ef : params_.ef_search, k));
@@ -535,7 +595,7 @@ std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) con
   // hnswlib searches on past tombstones until it holds max(ef, k) live nodes, so fewer
   // than k come back only when the graph cannot reach them (a node cut off by in-place
   // updates, or a hand-made file): then every vector is scored rather than answer short.
-  if (heap.size() < std::min<std::size_t>(static_cast<std::size_t>(k), entries_.size())) return search_exact(query, k);
+  if (heap.size() < std::min<std::size_t>(static_cast<std::size_t>(k), size())) return search_exact(query, k);
   if (impl.compact()) {
     const auto distance = impl.space->get_dist_func();
     void* param = impl.space->get_dist_func_param();
@@ -562,10 +622,10 @@ std::vector<SearchHit> ImageIndex::search(const float* query, int k, int ef) con
 }
 
 std::vector<SearchHit> ImageIndex::search_exact(const float* query, int k) const {
-  std::vector<SearchHit> all(entries_.size());
+  std::vector<SearchHit> all(size());
   const auto distance = impl_->space->get_dist_func();
   void* param = impl_->space->get_dist_func_param();
-  for (std::size_t i = 0; i < entries_.size(); ++i)
+  for (std::size_t i = 0; i < all.size(); ++i)
     all[i] = {static_cast<std::uint32_t>(i), 1.0f - distance(query, vector(i), param)};
   const std::size_t n = std::min<std::size_t>(std::max(k, 0), all.size());
   std::partial_sort(all.begin(), all.begin() + n, all.end(), [](const SearchHit& a, const SearchHit& b) {
@@ -613,11 +673,25 @@ void write_tombstones(const ImageIndex& index, BinaryFileWriter& out) {
   }
 }
 
-void write_search_rows(const ImageIndex& index, BinaryFileWriter& out) {
+void write_codes(const ImageIndex& index, BinaryFileWriter& out) {
+  const ImageIndex::Impl& impl = *index.impl_;
+  const std::size_t code_size = impl.encoding->code_size();
+  out.write_u32(static_cast<std::uint32_t>(code_size));
+  if (index.size() == 0) return;
+  for (std::size_t id = 0; id < index.size(); ++id) out.write(impl.graph_code(impl.internal_of[id]), code_size);
+  const auto& h = *impl.hnsw;
+  for (hnswlib::tableint i = 0; i < h.cur_element_count; ++i)  // the tombstones, as write_tombstones orders them
+    if (h.isMarkedDeleted(i)) out.write(impl.graph_code(i), code_size);
+}
+
+void write_search_rows(const ImageIndex& index, BinaryFileWriter& out, std::vector<std::uint64_t>* row_sums) {
   const ImageIndex::Impl& impl = *index.impl_;
   const std::size_t dim = static_cast<std::size_t>(index.dim());
   if (impl.codes != VectorCodes::F16) {
-    for (std::size_t id = 0; id < index.size(); ++id) out.write(index.vector(id), sizeof(float) * dim);
+    for (std::size_t id = 0; id < index.size(); ++id) {
+      out.write(index.vector(id), sizeof(float) * dim);
+      if (row_sums) row_sums->push_back(XXH3_64bits(index.vector(id), sizeof(float) * dim));
+    }
     return;
   }
   std::vector<std::uint8_t> half(2 * dim);
@@ -662,7 +736,7 @@ void write_graph(const ImageIndex& index, BinaryFileWriter& out) {
 }
 
 void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, std::uint64_t tombstones,
-                   const std::uint8_t* tombstone_vecs, bool f16_rows, bool rows_in_place) {
+                   const std::uint8_t* tombstone_vecs, bool f16_rows, bool rows_in_place, bool stored_codes) {
   constexpr std::uint32_t kMaxLevel = 64;  // hnswlib levels are ~log_M(n): 64 is unreachable
   const std::uint64_t live = index.size();
   const std::uint64_t count = live + tombstones;  // graph nodes
@@ -706,12 +780,17 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
 
   ImageIndex::Impl& impl = *index.impl_;
   if (f16_rows && impl.codes != VectorCodes::F16) g.fail("internal error: binary16 rows in an index without f16 codes");
-  const std::size_t row_bytes = static_cast<std::size_t>(dim) * (f16_rows ? 2 : sizeof(float));
+  if (stored_codes && impl.codes != VectorCodes::Int8) g.fail("internal error: stored codes in an index without int8 codes");
+  // What each node's `vecs` entry is: a float32 row, a binary16 row (its own code), or a code.
+  const std::size_t row_bytes = stored_codes ? impl.encoding->code_size()
+                                             : static_cast<std::size_t>(dim) * (f16_rows ? 2 : sizeof(float));
   // With `rows_in_place` the nodes point at the file's binary16 rows (codes by address),
   // which the caller keeps mapped (attach_file_rows). Sections start 64-byte aligned; a
   // hostile file's need not, and its rows are copied instead.
   auto half_aligned = [](const std::uint8_t* p) { return reinterpret_cast<std::uintptr_t>(p) % alignof(std::uint16_t) == 0; };
-  rows_in_place = rows_in_place && f16_rows && half_aligned(vecs) && (tombstones == 0 || half_aligned(tombstone_vecs));
+  // int8 codes are read bytewise (the scale by memcpy): any address will do.
+  rows_in_place = rows_in_place && (stored_codes || (f16_rows && half_aligned(vecs) &&
+                                                     (tombstones == 0 || half_aligned(tombstone_vecs))));
   if (rows_in_place) impl.search_codes_by_address();
   impl.hnsw = new_hnsw(impl.graph_space(), count, params.M, params.ef_construction);
   impl.current_ef = 0;
@@ -725,7 +804,7 @@ void restore_graph(ImageIndex& index, ByteReader& g, const std::uint8_t* vecs, s
     auto* data = reinterpret_cast<std::uint8_t*>(h.getDataByInternalId(static_cast<hnswlib::tableint>(i)));
     if (rows_in_place) {
       std::memcpy(data, &vec, sizeof vec);
-    } else if (!impl.compact() || f16_rows) {
+    } else if (!impl.compact() || f16_rows || stored_codes) {
       std::memcpy(data, vec, row_bytes);  // binary16 rows are codes: any padding stays 0
     } else if (reinterpret_cast<std::uintptr_t>(vec) % alignof(float) == 0) {  // sections start aligned
       impl.encoding->encode(reinterpret_cast<const float*>(vec), data);
@@ -784,6 +863,20 @@ void attach_file_rows(ImageIndex& index, std::shared_ptr<const MappedFile> file,
   if (!impl.compact()) return;
   impl.file = std::move(file);
   impl.file_rows = rows;
+}
+
+void check_rows_when_read(ImageIndex& index, const std::uint8_t* row_sums, std::string path) {
+  ImageIndex::Impl& impl = *index.impl_;
+  impl.row_sums = row_sums;
+  impl.file_path = std::move(path);
+}
+
+void free_change_locks(ImageIndex& index) {
+  // hnswlib takes these only to change the graph, which a search-only index refuses.
+  if (auto& hnsw = index.impl_->hnsw) {
+    std::vector<std::mutex>().swap(hnsw->link_list_locks_);
+    std::vector<std::mutex>().swap(hnsw->link_list_update_locks_);
+  }
 }
 
 }  // namespace detail

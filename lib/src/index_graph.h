@@ -20,15 +20,27 @@ void write_tombstones(const ImageIndex& index, BinaryFileWriter& out);
 // whose file holds binary16 rows) every row is 2 * index.dim() bytes and is its own code;
 // with `rows_in_place` as well the graph reads them where they are (in the mapped file,
 // which the caller must keep: attach_file_rows) instead of a copy.
+// With `stored_codes` (an int8 index's CODES section) `vectors` and `tombstone_vectors`
+// are the nodes' codes as the graph held them, copied in (or, with `rows_in_place`,
+// searched where they lie) instead of made from the rows, which stay in the file.
 void restore_graph(ImageIndex& index, ByteReader& graph, const std::uint8_t* vectors, std::uint64_t tombstones = 0,
-                   const std::uint8_t* tombstone_vectors = nullptr, bool f16_rows = false, bool rows_in_place = false);
+                   const std::uint8_t* tombstone_vectors = nullptr, bool f16_rows = false, bool rows_in_place = false,
+                   bool stored_codes = false);
+// The CODES section of an int8 index without post-processing: u32 code size, then every
+// graph node's code in file node order (entries, then tombstones).
+void write_codes(const ImageIndex& index, BinaryFileWriter& out);
 // The rows the graph searches, in entry order: float32, or binary16 for an f16 index
 // (VECS, or SRCHVECS with post-processing).
-void write_search_rows(const ImageIndex& index, BinaryFileWriter& out);
+// With `row_sums`, each float32 row's XXH3-64 is appended to it (the ROWSUMS section).
+void write_search_rows(const ImageIndex& index, BinaryFileWriter& out, std::vector<std::uint64_t>* row_sums = nullptr);
 // A compact index just restored: int8 (or f16 from float32 rows) keeps its exact rows
 // (index.size() x index.dim() floats at `rows`, inside `file`) in the file: search() reads
 // them with pread; f16 may search its binary16 rows in place. load_index drops the
 // mapping's pages (MappedFile::drop_pages) once it has read the rest.
 void attach_file_rows(ImageIndex& index, std::shared_ptr<const MappedFile> file, const std::uint8_t* rows);
+// After attach_file_rows, for a load that left the rows unchecked (CODES and ROWSUMS
+// present): each row is checked against its sum (`row_sums`: index.size() u64 in the
+// mapped file) and for NaN when it is read, Error(Format) naming `path` if it fails.
+void check_rows_when_read(ImageIndex& index, const std::uint8_t* row_sums, std::string path);
 
 }  // namespace imgsearch::detail

@@ -3,10 +3,12 @@
 #include "binary_file.h"
 #include "imgsearch/colour_histogram.h"
 #include "imgsearch/error.h"
+#include "entries_in_file.h"
 #include "index_graph.h"
 #include "meta_section.h"
 #include "model_info_json.h"
 #include "parallel_for.h"
+#include "vector_codes.h"
 
 #include <nlohmann/json.hpp>
 
@@ -106,6 +108,8 @@ void write_float(detail::BinaryFileWriter& out, float v) { out.write(&v, sizeof 
 }  // namespace
 
 void save_index(const ImageIndex& index, const std::string& path) {
+  IMGSEARCH_CHECK(index.changeable(), ErrorKind::InvalidArgument,
+                  "{}: not saved: this index was loaded for searching only (load it whole to write it)", path);
   IMGSEARCH_CHECK(!index.sections_left_out(), ErrorKind::InvalidArgument,
                   "{}: not saved: this index was loaded without its optional sections (load it whole to write it)", path);
   const std::size_t n = index.size();
@@ -128,6 +132,11 @@ void save_index(const ImageIndex& index, const std::string& path) {
   if (f16_rows) required.push_back("f16_rows");
   if (!index.model().descriptor.pooled()) required.push_back("descriptor");
   const bool transformed = projected || augmented;
+  // int8 without post-processing: its codes (CODES) and a checksum per row (ROWSUMS), so
+  // that a searcher's load copies or maps the codes instead of checking and encoding 4x
+  // their bytes of float32 rows.
+  const bool with_codes = index.vector_codes() == VectorCodes::Int8 && !transformed;
+  std::vector<std::uint64_t> row_sums;
   const bool with_signals = index.signals_count() > 0;
   const bool with_thumbs = std::any_of(index.entries().begin(), index.entries().end(),
                                        [](const IndexEntry& e) { return !e.signals.thumbnail.empty(); });
@@ -136,7 +145,7 @@ void save_index(const ImageIndex& index, const std::string& path) {
   const bool with_colour = index.colour_count() > 0;
   const unsigned sections = 4 + (with_signals ? 1 : 0) + (with_thumbs ? 1 : 0) + (with_fine_thumbs ? 1 : 0) + (with_colour ? 1 : 0) + (transformed ? 1 : 0) +
                             (projected ? 1 : 0) + (augmented ? 1 : 0) +
-                            (expanded ? 1 : 0) + (with_tombstones ? 1 : 0);
+                            (expanded ? 1 : 0) + (with_tombstones ? 1 : 0) + (with_codes ? 2 : 0);
   detail::BinaryFileWriter out(path, kMagic, required.empty() ? 1 : kVersion, sections);
 
   nlohmann::json meta;
@@ -163,7 +172,7 @@ void save_index(const ImageIndex& index, const std::string& path) {
   if (transformed) {
     for (std::size_t id = 0; id < n; ++id) out.write(index.model_vector(id), sizeof(float) * index.model_dim());
   } else {
-    detail::write_search_rows(index, out);
+    detail::write_search_rows(index, out, with_codes ? &row_sums : nullptr);
   }
   out.end_section();
 
@@ -272,6 +281,14 @@ void save_index(const ImageIndex& index, const std::string& path) {
       out.write(&flag, 1);
       if (flag) out.write(e.colour.data(), sizeof(float) * e.colour.size());
     }
+    out.end_section();
+  }
+  if (with_codes) {
+    out.begin_section("CODES");
+    detail::write_codes(index, out);
+    out.end_section();
+    out.begin_section("ROWSUMS");
+    out.write(row_sums.data(), row_sums.size() * sizeof(std::uint64_t));
     out.end_section();
   }
   out.commit();
@@ -438,6 +455,20 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
       in.fail(std::string("META requires ") + part + " but there is no PROJECT section");
   const bool transformed = projection.enabled() || augmentation.enabled();
   const int search_dim = projection.enabled() ? projection.out_dim : dim;
+  // Searching only (IndexLoadOptions::entries; not with a colour projection, whose
+  // histograms live in the entries): the entry records are checked but stay in the file,
+  // found again by block (entries_in_file.h).
+  using Entries = IndexLoadOptions::Entries;
+  const bool searches_read_file = (codes != VectorCodes::F32 && (!f16_rows || !options.search_rows_in_memory)) ||
+                                  (transformed && !options.model_vectors_in_memory);
+  const bool entries_stay_in_file =
+      (options.entries == Entries::File || (options.entries == Entries::FileIfSearchesReadIt && searches_read_file)) &&
+      !projection.uses_colour();
+  // Such an int8 index, written with its codes (CODES) and a checksum per row (ROWSUMS),
+  // takes its codes from CODES and leaves VECS unread: each row is checked when a search
+  // reads it (ImageIndex::Impl::check_row), not all of them here.
+  const bool rows_checked_when_read = entries_stay_in_file && codes == VectorCodes::Int8 && !transformed &&
+                                      in.has_section("CODES") && in.has_section("ROWSUMS");
   // VECS: the model's vectors, float32 with post-processing, else the searched rows.
   const std::size_t vecs_value = transformed ? sizeof(float) : row_value;
   const auto [vecs, vecs_size] = in.unverified_section("VECS");
@@ -460,7 +491,8 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   // its checksum and scan run beside the rest of the load, which waits for them before it
   // returns. Codes made from the rows (int8; f16 files with float32 rows) need them first.
   std::future<void> vecs_checked;
-  if (transformed || codes == VectorCodes::F32 || f16_rows)
+  if (rows_checked_when_read) {
+  } else if (transformed || codes == VectorCodes::F32 || f16_rows)
     vecs_checked = std::async(std::launch::async, check_vecs);
   else
     check_vecs();
@@ -511,28 +543,93 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
       std::memcpy(index.model_vectors_.data(), vecs, count * dim * sizeof(float));
     }
   }
+  std::shared_ptr<detail::EntriesInFile> entries_in_file;
+  if (entries_stay_in_file) {
+    entries_in_file = std::make_shared<detail::EntriesInFile>();
+    entries_in_file->path = path;
+    entries_in_file->count = count;
+  }
   {
     detail::ByteReader r(in, "ENTRIES");
     if (count > r.remaining() / 20) in.fail("entry section too short for " + std::to_string(count) + " entries");
-    index.entries_.reserve(count);
+    const auto [section, section_size] = in.unverified_section("ENTRIES");
+    if (entries_in_file) {
+      const std::uint64_t blocks = (count + detail::EntriesInFile::kBlock - 1) / detail::EntriesInFile::kBlock;
+      entries_in_file->block_start.reserve(blocks);
+      entries_in_file->block_hash.reserve(blocks);
+      entries_in_file->section_offset = static_cast<std::uint64_t>(section - in.mapping()->data);
+      entries_in_file->section_size = section_size;
+    } else {
+      index.entries_.reserve(count);
+    }
+    const std::size_t start = r.remaining();
     for (std::uint64_t i = 0; i < count; ++i) {
+      if (entries_in_file && i % detail::EntriesInFile::kBlock == 0)
+        entries_in_file->block_start.push_back(start - r.remaining());
       IndexEntry e;
       e.path = r.string(kMaxPathBytes);
       e.size = r.u64();
       e.mtime_ns = r.i64();
-      index.entries_.push_back(std::move(e));
+      if (!entries_in_file) index.entries_.push_back(std::move(e));
     }
     r.expect_end();
+    if (entries_in_file) {
+      auto& blocks = entries_in_file->block_start;
+      for (std::size_t b = 0; b < blocks.size(); ++b) {
+        const std::uint64_t end = b + 1 < blocks.size() ? blocks[b + 1] : section_size;
+        entries_in_file->block_hash.push_back(XXH3_64bits(section + blocks[b], end - blocks[b]));
+      }
+      entries_in_file->file = in.mapping();
+      index.entries_in_file_ = std::move(entries_in_file);
+      index.sections_left_out_ = true;
+    }
+  }
+
+  // CODES: u32 code size, then each graph node's int8 code; ROWSUMS: each row's XXH3-64.
+  const std::uint8_t* stored_codes = nullptr;
+  const std::uint8_t* row_sums = nullptr;
+  if (rows_checked_when_read) {
+    detail::ByteReader r(in, "CODES");
+    const std::uint64_t code_size = r.u32(), nodes = count + tombstones;
+    if (code_size != detail::make_code_encoding(VectorCodes::Int8, dim)->code_size())
+      r.fail("code size " + std::to_string(code_size) + " is not that of int8 codes of " + std::to_string(dim) + " values");
+    if (r.remaining() / code_size != nodes || r.remaining() != nodes * code_size)
+      r.fail("size does not match " + std::to_string(nodes) + " codes");
+    stored_codes = r.bytes(r.remaining());
+    // A code is its scale (float32, >= 0: max|x| / 127), then dim int8 values.
+    std::atomic<std::uint64_t> bad{nodes};
+    parallel_for(0, nodes, resolve_threads(0), [&](std::size_t i) {
+      float scale;
+      std::memcpy(&scale, stored_codes + i * code_size, sizeof scale);
+      if (!(std::isfinite(scale) && scale >= 0)) {
+        std::uint64_t seen = bad.load();
+        while (i < seen && !bad.compare_exchange_weak(seen, i)) {
+        }
+      }
+    }, /*min_parallel=*/1 << 14);
+    if (bad < nodes) r.fail("code " + std::to_string(bad.load()) + " has a bad scale");
+    detail::ByteReader sums(in, "ROWSUMS");
+    if (sums.remaining() / 8 != count || sums.remaining() != count * 8)
+      sums.fail("size does not match " + std::to_string(count) + " rows");
+    row_sums = sums.bytes(sums.remaining());
   }
 
   detail::ByteReader graph(in, "GRAPH");
-  detail::restore_graph(index, graph, search_vecs, tombstones, tombstone_vecs, f16_rows, !options.search_rows_in_memory);
+  if (stored_codes)
+    detail::restore_graph(index, graph, stored_codes, tombstones,
+                          stored_codes + count * detail::make_code_encoding(VectorCodes::Int8, dim)->code_size(),
+                          false, !options.search_rows_in_memory, true);
+  else
+    detail::restore_graph(index, graph, search_vecs, tombstones, tombstone_vecs, f16_rows, !options.search_rows_in_memory);
   // Compact codes that read the file after the load: int8 (and f16 from float32 rows) its
   // float32 rows to rescore with; f16 its binary16 rows when the graph searches them there.
   if (codes != VectorCodes::F32 && (!f16_rows || !options.search_rows_in_memory))
     detail::attach_file_rows(index, in.mapping(), search_vecs);
+  if (row_sums) detail::check_rows_when_read(index, row_sums, path);
 
-  if (in.has_section("DUPSIGS")) {
+  // Loaded for searching only there are no entries to hold signals: DUPSIGS is skipped
+  // like the thumbnails (neither read nor checksummed).
+  if (in.has_section("DUPSIGS") && index.changeable()) {
     detail::ByteReader r(in, "DUPSIGS");
     constexpr std::size_t kRecord = 8 * (2 + kOrientations);
     if (r.remaining() != count * kRecord)
@@ -582,14 +679,14 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
     const auto [begin, bytes] = in.section(tag);
     in.mapping()->drop_pages(begin, bytes);
   };
-  if (in.has_section("DUPTHUMB") && options.duplicate_thumbnails)
+  if (in.has_section("DUPTHUMB") && options.duplicate_thumbnails && index.changeable())
     read_thumbnails("DUPTHUMB", kCropThumbPixels, &DuplicateSignals::thumbnail);
-  if (in.has_section("DUPTHM64") && options.duplicate_thumbnails)
+  if (in.has_section("DUPTHM64") && options.duplicate_thumbnails && index.changeable())
     read_thumbnails("DUPTHM64", kFineCropThumbPixels, &DuplicateSignals::fine_thumbnail);
   if (in.has_section("COLRHIST")) {
     // Left out, the histograms are only counted (info reports how many images have one),
     // their flags checked on the way.
-    const bool keep = options.colour_histograms || index.projection().uses_colour();
+    const bool keep = (options.colour_histograms && index.changeable()) || index.projection().uses_colour();
     if (!keep) index.sections_left_out_ = true;
     detail::ByteReader r(in, "COLRHIST");
     if (r.u32() != static_cast<std::uint32_t>(kColourBins)) r.fail("not " + std::to_string(kColourBins) + " bins");
@@ -611,10 +708,47 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
     r.expect_end();
   }
   if (vecs_checked.valid()) vecs_checked.get();  // throws what the check found
+  if (!index.changeable()) detail::free_change_locks(index);
   // The checksums read every page of the file. What stays in it (a compact index's exact
-  // rows, model vectors left in the file) is read again only for the images asked about.
-  if (index.mapped_model_vectors_ || codes != VectorCodes::F32) in.mapping()->drop_pages();
+  // rows, model vectors or entries left in the file) is read again only for the images
+  // asked about.
+  if (index.mapped_model_vectors_ || codes != VectorCodes::F32 || !index.changeable()) in.mapping()->drop_pages();
   return index;
 }
+
+namespace detail {
+
+IndexEntry read_entry(const EntriesInFile& entries, std::size_t id) {
+  const std::size_t b = id / EntriesInFile::kBlock;
+  const std::uint64_t begin = entries.block_start.at(b);
+  const std::uint64_t end = b + 1 < entries.block_start.size() ? entries.block_start[b + 1] : entries.section_size;
+  thread_local std::vector<std::uint8_t> block;
+  block.resize(static_cast<std::size_t>(end - begin));
+  IMGSEARCH_CHECK(entries.file->read_at(entries.section_offset + begin, block.data(), block.size()) &&
+                      XXH3_64bits(block.data(), block.size()) == entries.block_hash[b],
+                  ErrorKind::Io, "{}: the file changed since it was loaded (entry {} reads differently); load it again",
+                  entries.path, id);
+  // The block is the one the load checked: its records are well formed.
+  const std::uint8_t* p = block.data();
+  auto u32 = [&p] {
+    std::uint32_t v;
+    std::memcpy(&v, p, sizeof v);
+    p += sizeof v;
+    return v;
+  };
+  IndexEntry e;
+  for (std::size_t i = b * EntriesInFile::kBlock;; ++i) {
+    const std::uint32_t length = u32();
+    if (i == id) {
+      e.path.assign(reinterpret_cast<const char*>(p), length);
+      std::memcpy(&e.size, p + length, sizeof e.size);
+      std::memcpy(&e.mtime_ns, p + length + 8, sizeof e.mtime_ns);
+      return e;
+    }
+    p += length + 16;
+  }
+}
+
+}  // namespace detail
 
 }  // namespace imgsearch

@@ -250,12 +250,12 @@ std::vector<SearchHit> refined_search(const ImageIndex& index, const float* mode
 
 const float* ImageIndex::model_vector(std::size_t id) const {
   if (!transformed()) return vector(id);
-  IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  IMGSEARCH_CHECK(id < size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
   return (mapped_model_vectors_ ? mapped_model_vectors_ : model_vectors_.data()) + id * static_cast<std::size_t>(model_dim_);
 }
 
 std::vector<float> ImageIndex::model_vector_copy(std::size_t id) const {
-  IMGSEARCH_CHECK(id < entries_.size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
+  IMGSEARCH_CHECK(id < size(), ErrorKind::InvalidArgument, "index: no entry {}", id);
   const std::size_t dim = static_cast<std::size_t>(model_dim_);
   if (!mapped_model_vectors_) {
     const float* v = model_vector(id);
@@ -316,6 +316,7 @@ std::vector<std::uint32_t> all_ids(std::size_t n) {
 void ImageIndex::set_augmentation(Augmentation augmentation, int threads) {
   check_expansion_settings(augmentation.k, augmentation.alpha, "augmentation");
   if (!augmentation.enabled() && !augmentation_.enabled()) return;
+  require_changeable("setting an augmentation");
   own_model_vectors();
   const std::size_t n = size();
   if (!transformed()) {  // from here on the model vectors are kept apart
@@ -341,6 +342,7 @@ void ImageIndex::set_augmentation(Augmentation augmentation, int threads) {
 }
 
 void ImageIndex::set_projection(Projection projection, int threads) {
+  require_changeable("setting a projection");
   if (projection.enabled()) {
     IMGSEARCH_CHECK(projection.in_dim == model_dim_, ErrorKind::Mismatch,
                     "projection: takes {}-d vectors, the index holds {}-d", projection.in_dim, model_dim_);

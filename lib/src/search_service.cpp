@@ -420,7 +420,7 @@ HttpResponse json_response(int status, const json& body) {
 json hits_json(const std::vector<SearchHit>& hits, const ImageIndex& index) {
   json results = json::array();
   for (std::size_t r = 0; r < hits.size(); ++r)
-    results.push_back({{"rank", r + 1}, {"id", hits[r].id}, {"path", index.entry(hits[r].id).path},
+    results.push_back({{"rank", r + 1}, {"id", hits[r].id}, {"path", index.path(hits[r].id)},
                        {"score", hits[r].score}});
   return results;
 }
@@ -776,7 +776,7 @@ HttpResponse SearchService::Impl::search_id(const QueryParams& params) {
   const std::uint32_t id = parse_id(*id_text, *index);
   const auto hits = Searcher(*index, *model, options.decode).search_by_id(id, search);
   json out;
-  out["query"] = {{"type", "id"}, {"id", id}, {"path", index->entry(id).path}};
+  out["query"] = {{"type", "id"}, {"id", id}, {"path", index->path(id)}};
   out["results"] = hits_json(hits, *index);
   out["took_ms"] = ms_since(start);
   return json_response(200, out);
@@ -842,7 +842,7 @@ HttpResponse SearchService::Impl::search_refine(const QueryParams& params, std::
 HttpResponse SearchService::Impl::image_file(std::string_view id_text) {
   const auto index = snapshot();
   const std::uint32_t id = parse_id(id_text, *index);
-  const std::string& path = index->entry(id).path;
+  const std::string path = index->path(id);
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) fail(404, fmt::format("image {} is gone from disk", id));
   if (st.st_size > (256 << 20)) fail(413, fmt::format("image {} is larger than 256 MiB", id));
@@ -861,7 +861,7 @@ HttpResponse SearchService::Impl::image_file(std::string_view id_text) {
 HttpResponse SearchService::Impl::thumbnail(std::string_view id_text) {
   const auto index = snapshot();
   const std::uint32_t id = parse_id(id_text, *index);
-  const IndexEntry& entry = index->entry(id);
+  const IndexEntry entry = index->entry_info(id);
   const std::string key = fmt::format("{}\n{}\n{}", entry.path, entry.size, entry.mtime_ns);
   auto jpeg = thumbnails.get(key);
   if (!jpeg) {

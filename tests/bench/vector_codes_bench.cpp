@@ -174,12 +174,16 @@ int serve(std::optional<ImageIndex>& real, const std::string& path, std::size_t 
   report["n"] = index.size();
   report["rss_after_load_mib"] = status_mib("VmRSS:");
   report["index_rss_after_load_mib"] = status_mib("VmRSS:") - rss_before;
+  std::size_t path_bytes = 0;
   for (const int ef : {16, 32, 64, 128}) {
     std::size_t hit = 0;
     std::vector<double> wall, cpu;
     for (std::size_t a = 0; a < nq; ++a) {
       const double w0 = now_s(), c0 = thread_cpu_s();
       const auto hits = refined_search(index, q.data() + a * index.model_dim(), nullptr, 10, ef, false, {});
+      // What a searcher answers with: the hits' paths (read back from the file when the
+      // entries stay there, as serve's load leaves them).
+      for (const auto& h : hits) path_bytes += index.path(h.id).size();
       wall.push_back(now_s() - w0);
       cpu.push_back(thread_cpu_s() - c0);
       const std::set<std::uint32_t> want(truth.begin() + a * 10, truth.begin() + a * 10 + 10);
@@ -193,6 +197,8 @@ int serve(std::optional<ImageIndex>& real, const std::string& path, std::size_t 
                                         {"p50_ms", pct(wall, 0.5)}, {"p99_ms", pct(wall, 0.99)},
                                         {"cpu_p50_ms", pct(cpu, 0.5)}, {"cpu_p99_ms", pct(cpu, 0.99)}};
   }
+  report["changeable"] = index.changeable();
+  report["hit_path_bytes"] = path_bytes;
   report["rss_after_queries_mib"] = status_mib("VmRSS:");
   report["index_rss_after_queries_mib"] = status_mib("VmRSS:") - rss_before;
   report["peak_rss_mib"] = status_mib("VmHWM:");

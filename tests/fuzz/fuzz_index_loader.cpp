@@ -17,7 +17,19 @@ void load(const std::uint8_t* data, std::size_t size, const imgsearch::IndexLoad
   const fuzz::MemFile file(data, size);
   try {
     imgsearch::ImageIndex index = imgsearch::load_index(file.path(), options);
-    if (index.size() > 0) {
+    if (index.size() > 0 && !index.changeable()) {
+      // Loaded for searching only: searches, and every entry read back from the file.
+      std::vector<float> query(index.vector(0), index.vector(0) + index.dim());
+      query[0] += 0.25f;
+      for (const imgsearch::SearchHit& hit : index.search(query.data(), 10, 32)) (void)index.path(hit.id);
+      for (std::size_t i = 0; i < index.size(); ++i) (void)index.entry_info(i).path.size();
+      std::vector<float> model_query(index.model_vector(0), index.model_vector(0) + index.model_dim());
+      try {
+        imgsearch::refined_search(index, model_query.data(), nullptr, 5, 16, false, {});
+      } catch (const imgsearch::Error& e) {
+        if (e.kind() != imgsearch::ErrorKind::InvalidArgument) throw;
+      }
+    } else if (index.size() > 0) {
       std::vector<float> query(index.vector(0), index.vector(0) + index.dim());
       query[0] += 0.25f;
       index.search(query.data(), 10, 32);

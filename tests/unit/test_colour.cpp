@@ -167,7 +167,9 @@ TEST_CASE("a colour projection survives save and load and ranks by colour", "[co
     const ImageIndex loaded = load_index(path);
     for (std::size_t i = 0; i < 60; ++i) REQUIRE(loaded.entry(i).colour == index.entry(i).colour);
     // A searcher leaves them out (no projection uses them), and may not save what it lacks.
-    const ImageIndex searched = load_index(path, search_load_options());
+    IndexLoadOptions options = search_load_options();
+    options.entries = IndexLoadOptions::Entries::Memory;  // eval's load: entries in memory
+    const ImageIndex searched = load_index(path, options);
     CHECK(searched.colour(0) == nullptr);
     CHECK(searched.entry(7).colour.empty());
     CHECK(searched.colour_count() == 60);  // as the file has them: `info` reports it

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <random>
@@ -130,6 +131,106 @@ TEST_CASE("index round trip keeps entries, vectors and search results", "[index_
   grown.add(entries, vectors.data(), 1);
   CHECK(grown.size() == 550);
   CHECK(grown.search(more.vector(3), 1, 100)[0].id == 503);
+}
+
+TEST_CASE("an index loaded for searching only reads its entries back from the file", "[index_io]") {
+  test::TempDir dir;
+  // Block edges (16 records a block) and paths of every length up to a long one.
+  for (const std::size_t n : {1, 16, 17, 333}) {
+    for (const VectorCodes codes : {VectorCodes::F32, VectorCodes::Int8}) {
+      CAPTURE(n, vector_codes_name(codes));
+      std::mt19937 rng(static_cast<unsigned>(n));
+      std::normal_distribution<float> normal;
+      std::vector<float> vectors(n * kDim);
+      for (float& v : vectors) v = normal(rng);
+      std::vector<IndexEntry> entries(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        entries[i].path = "/photos/" + std::string(i % 300, 'x') + "/\xc3\xa9t\xc3\xa9 " + std::to_string(i) + ".jpg";
+        entries[i].size = 1000 + 7 * i;
+        entries[i].mtime_ns = -static_cast<std::int64_t>(i) * 1'000'000'007;
+      }
+      HnswParams params;
+      params.M = 4;
+      ImageIndex built(kDim, params, test_model(), codes);
+      built.add(entries, vectors.data(), 1);
+      const std::string path = dir.file("search-only.index");
+      save_index(built, path);
+      const ImageIndex whole = load_index(path);
+      const ImageIndex searched = load_index(path, query_load_options());
+      CHECK(whole.changeable());
+      CHECK_FALSE(searched.changeable());
+      // serve's load leaves them in the file only where its searches read the file anyway
+      // (int8 rescores from it); an f32 index stays wholly in memory.
+      CHECK(load_index(path, search_load_options()).changeable() == (codes == VectorCodes::F32));
+      REQUIRE(searched.size() == n);
+      for (std::size_t i = 0; i < n; ++i) {
+        const IndexEntry e = searched.entry_info(i);
+        REQUIRE(e.path == entries[i].path);
+        CHECK(e.size == entries[i].size);
+        CHECK(e.mtime_ns == entries[i].mtime_ns);
+        CHECK(searched.path(i) == whole.entry(i).path);
+      }
+      for (std::size_t i = 0; i < n; i += 11) {
+        const auto a = whole.search(whole.vector(i), 5, 50);
+        const auto b = searched.search(searched.vector(i), 5, 50);
+        REQUIRE(a.size() == b.size());
+        for (std::size_t k = 0; k < a.size(); ++k) CHECK((a[k].id == b[k].id && a[k].score == b[k].score));
+      }
+      CHECK_THROWS_WITH(searched.entry_info(n), Catch::Contains("no entry"));
+    }
+  }
+}
+
+TEST_CASE("an index loaded for searching only refuses changes and saves", "[index_io]") {
+  test::TempDir dir;
+  const std::string path = dir.file("a.index");
+  save_index(make_index(40), path);
+  ImageIndex searched = load_index(path, query_load_options());
+  auto refused = [&](const std::function<void()>& change) {
+    try {
+      change();
+      FAIL("not refused");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::InvalidArgument);
+      CHECK_THAT(e.what(), Catch::Contains("loaded for searching only"));
+    }
+  };
+  const std::vector<float> v(searched.vector(0), searched.vector(0) + kDim);
+  refused([&] { (void)searched.entry(0); });
+  refused([&] { (void)searched.entries(); });
+  refused([&] { searched.add({IndexEntry{"/photos/new.jpg", 1, 1, {}, {}}}, v.data(), 1); });
+  refused([&] { searched.remove_if([](const IndexEntry&) { return true; }, 1); });
+  refused([&] { searched.set_signals(0, DuplicateSignals{}); });
+  refused([&] { searched.set_vector_codes(VectorCodes::F16, 1); });
+  refused([&] { save_index(searched, dir.file("b.index")); });
+  CHECK_FALSE(std::filesystem::exists(dir.file("b.index")));
+  // Still searchable after every refusal, nothing changed.
+  CHECK(searched.size() == 40);
+  CHECK(searched.search(v.data(), 1)[0].id == 0);
+  CHECK(searched.path(0) == "/photos/img0.jpg");
+}
+
+TEST_CASE("an index rewritten in place under a search-only reader gives an I/O error, not a wrong path", "[index_io]") {
+  test::TempDir dir;
+  const std::string path = dir.file("a.index"), other = dir.file("other.index");
+  save_index(make_index(100), path);
+  ImageIndex other_index = make_index(100, 3);
+  other_index.remove_if([](const IndexEntry& e) { return e.path == "/photos/img0.jpg"; }, 1);  // shifts every path
+  save_index(other_index, other);
+  const ImageIndex searched = load_index(path, query_load_options());
+  CHECK(searched.path(50) == "/photos/img50.jpg");
+  // `cp` over it: same inode, new bytes (imgsearch's own saves replace the file instead).
+  std::filesystem::copy_file(other, path, std::filesystem::copy_options::overwrite_existing);
+  try {
+    (void)searched.path(50);
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::Io);
+    CHECK_THAT(e.what(), Catch::StartsWith(path) && Catch::Contains("changed since it was loaded"));
+  }
+  // Truncated: the block is no longer there to read.
+  std::filesystem::resize_file(path, 100);
+  CHECK_THROWS_WITH(searched.path(99), Catch::Contains("changed since it was loaded"));
 }
 
 TEST_CASE("an empty index and a one-entry index load", "[index_io]") {

@@ -160,11 +160,11 @@ TEST_CASE("serve: id search, refine, images, thumbnails, info, health, metrics",
   SearchService service(f.options());
   const auto index = service.index();
   // Ids of the index are in class order: 6 per class, buses are 18..23, dinosaurs 24..29.
-  REQUIRE(index->entry(18).path == test::corel("buses/300.jpg"));
+  REQUIRE(index->path(18) == test::corel("buses/300.jpg"));
 
   const json byid = body_json(service.handle(get("/api/search?id=18&k=5")));
   CHECK(byid["query"]["id"] == 18);
-  CHECK(byid["query"]["path"] == index->entry(18).path);
+  CHECK(byid["query"]["path"] == index->path(18));
   REQUIRE(byid["results"].size() == 5);
   CHECK(byid["results"][0]["id"] == 18);
   CHECK(byid["results"][0]["score"].get<double>() == Approx(1.0).margin(1e-4));
@@ -200,7 +200,7 @@ TEST_CASE("serve: id search, refine, images, thumbnails, info, health, metrics",
   const auto image = service.handle(get("/api/images/18"));
   CHECK(image.status == 200);
   CHECK(image.content_type == "image/jpeg");
-  CHECK(image.body == read_file(index->entry(18).path));
+  CHECK(image.body == read_file(index->path(18)));
   CHECK(image.header("X-Content-Type-Options") == "nosniff");
 
   const auto thumb = service.handle(get("/api/thumbs/18"));

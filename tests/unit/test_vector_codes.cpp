@@ -520,3 +520,123 @@ TEST_CASE("an f16 index written with float32 rows (before binary16 rows) still l
   CHECK(meta_of(old_path).at("rows") == "f16");
   CHECK(test::Container::load(old_path).section("VECS").data == test::Container::load(path).section("VECS").data);
 }
+
+TEST_CASE("an int8 index stores its codes and row checksums: a searcher's load takes the codes and checks each row it reads",
+          "[vector_codes][index_io]") {
+  test::TempDir tmp;
+  const int dim = 66;  // codes of 72 bytes: the scale, 66 values, 2 bytes of padding
+  const std::size_t n = 1200;
+  const std::vector<float> v = clustered(n + 200, dim, 15, 21);
+  ImageIndex built(dim, HnswParams{}, some_model(dim), VectorCodes::Int8);
+  built.add(entries_for(0, n), v.data(), 2);
+  built.remove_if([](const IndexEntry& e) { return e.path.size() == 14; }, 2);  // ids 10..99: tombstones
+  REQUIRE(built.tombstones() == 90);
+  const std::size_t live = built.size(), code_size = 72;
+  const std::string path = tmp.file("int8.index");
+  save_index(built, path);
+
+  const test::Container file = test::Container::load(path);
+  {
+    auto& c = const_cast<test::Container&>(file);
+    REQUIRE(c.section("CODES").data.size() == 4 + (live + 90) * code_size);
+    std::uint32_t stored_size;
+    std::memcpy(&stored_size, c.section("CODES").data.data(), 4);
+    CHECK(stored_size == code_size);
+    const auto& vecs = c.section("VECS").data;
+    const auto& sums = c.section("ROWSUMS").data;
+    REQUIRE(sums.size() == live * 8);
+    for (std::size_t i = 0; i < live; i += 17) {
+      std::uint64_t sum;
+      std::memcpy(&sum, sums.data() + i * 8, 8);
+      CHECK(sum == XXH3_64bits(vecs.data() + i * dim * 4, dim * 4));
+    }
+  }
+
+  const ImageIndex whole = load_index(path);
+  for (const IndexLoadOptions& options : {query_load_options(), search_load_options()}) {
+    const ImageIndex searched = load_index(path, options);
+    CHECK_FALSE(searched.changeable());
+    REQUIRE(searched.size() == live);
+    CHECK(searched.tombstones() == 90);
+    for (std::size_t q = 0; q < n + 200; q += 23) {
+      const auto a = whole.search(v.data() + q * dim, 10), b = searched.search(v.data() + q * dim, 10);
+      REQUIRE(a.size() == b.size());
+      for (std::size_t j = 0; j < a.size(); ++j) CHECK((a[j].id == b[j].id && a[j].score == b[j].score));
+    }
+    std::vector<float> row(dim);
+    searched.copy_vector(live - 1, row.data());
+    CHECK(std::equal(row.begin(), row.end(), whole.vector(live - 1)));
+    CHECK(std::equal(row.begin(), row.end(), searched.vector(live - 1)));
+  }
+
+  // A row changed behind valid section checksums: the whole load trusts VECS (checksummed)
+  // and ignores ROWSUMS; a searcher's load finds it when a search reads that row.
+  const std::string bad = tmp.file("bad.index");
+  {
+    test::Container c = file;
+    float x;
+    std::memcpy(&x, c.section("VECS").data.data() + 7 * dim * 4, 4);
+    x += 0.5f;
+    std::memcpy(c.section("VECS").data.data() + 7 * dim * 4, &x, 4);
+    c.save(bad);
+    CHECK_NOTHROW(load_index(bad));
+    const ImageIndex searched = load_index(bad, query_load_options());
+    std::vector<float> row(dim);
+    CHECK_THROWS_WITH(searched.copy_vector(7, row.data()),
+                      Catch::StartsWith(bad) && Catch::Contains("row 7 of VECS does not match its checksum"));
+    CHECK_THROWS_WITH(searched.search(whole.vector(7), 5), Catch::Contains("row 7 of VECS"));
+    CHECK_NOTHROW(searched.copy_vector(8, row.data()));
+  }
+  // The same byte flipped in the file itself: the whole load refuses the file at once.
+  {
+    test::Bytes bytes = test::read_bytes(path);
+    test::Container c = file;
+    const auto& vecs = c.section("VECS").data;
+    const auto at = std::search(bytes.begin(), bytes.end(), vecs.begin() + 7 * dim * 4, vecs.begin() + 8 * dim * 4);
+    REQUIRE(at != bytes.end());
+    at[1] ^= 0x40;
+    test::write_bytes(bad, bytes);
+    CHECK_THROWS_WITH(load_index(bad), Catch::Contains("checksum mismatch in section VECS"));
+    const ImageIndex searched = load_index(bad, query_load_options());
+    std::vector<float> row(dim);
+    CHECK_THROWS_AS(searched.copy_vector(7, row.data()), Error);
+  }
+  // CODES is checked before use: size and scales; a whole load does not read it.
+  auto with_codes = [&](const std::function<void(test::Bytes&)>& edit, const std::string& message) {
+    test::Container c = file;
+    edit(c.section("CODES").data);
+    c.save(bad);
+    CHECK_THROWS_WITH(load_index(bad, query_load_options()),
+                      Catch::StartsWith(bad) && Catch::Contains("corrupt section CODES: " + message));
+    CHECK_NOTHROW(load_index(bad));
+  };
+  with_codes([&](test::Bytes& b) { b.resize(b.size() - 1); }, "size does not match");
+  with_codes([&](test::Bytes& b) { b[0] = 68; }, "code size 68 is not that of int8 codes of 66 values");
+  with_codes([&](test::Bytes& b) {
+    const float nan = std::nanf("");
+    std::memcpy(b.data() + 4 + 3 * code_size, &nan, 4);
+  }, "code 3 has a bad scale");
+  with_codes([&](test::Bytes& b) {
+    const float negative = -1.0f;
+    std::memcpy(b.data() + 4 + (live + 5) * code_size, &negative, 4);
+  }, "code " + std::to_string(live + 5) + " has a bad scale");
+  {
+    test::Container c = file;
+    c.section("ROWSUMS").data.resize(live * 8 - 8);
+    c.save(bad);
+    CHECK_THROWS_WITH(load_index(bad, query_load_options()), Catch::Contains("corrupt section ROWSUMS: size does not match"));
+  }
+  // Files written before CODES existed load as before: codes made from the checked rows.
+  {
+    test::Container c = file;
+    c.drop("CODES");
+    c.drop("ROWSUMS");
+    c.save(bad);
+    const ImageIndex old = load_index(bad, query_load_options());
+    for (std::size_t q = 0; q < n; q += 97) {
+      const auto a = whole.search(v.data() + q * dim, 10), b = old.search(v.data() + q * dim, 10);
+      REQUIRE(a.size() == b.size());
+      for (std::size_t j = 0; j < a.size(); ++j) CHECK(a[j].id == b[j].id);
+    }
+  }
+}

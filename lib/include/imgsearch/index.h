@@ -20,11 +20,15 @@ namespace detail {
 class BinaryFileWriter;
 class ByteReader;
 struct MappedFile;
+struct EntriesInFile;
 void write_graph(const ImageIndex&, BinaryFileWriter&);
 void write_tombstones(const ImageIndex&, BinaryFileWriter&);
-void write_search_rows(const ImageIndex&, BinaryFileWriter&);
-void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*, std::uint64_t, const std::uint8_t*, bool, bool);
+void write_search_rows(const ImageIndex&, BinaryFileWriter&, std::vector<std::uint64_t>*);
+void restore_graph(ImageIndex&, ByteReader&, const std::uint8_t*, std::uint64_t, const std::uint8_t*, bool, bool, bool);
+void write_codes(const ImageIndex&, BinaryFileWriter&);
+void check_rows_when_read(ImageIndex&, const std::uint8_t*, std::string);
 void attach_file_rows(ImageIndex&, std::shared_ptr<const MappedFile>, const std::uint8_t*);
+void free_change_locks(ImageIndex&);
 }  // namespace detail
 
 struct HnswParams {
@@ -59,13 +63,24 @@ class ImageIndex {
   // The dimension of the vectors the index searches (vector(), search()): the model's,
   // or a projection's (refinement.h).
   int dim() const { return dim_; }
-  std::size_t size() const { return entries_.size(); }
+  std::size_t size() const;
   const HnswParams& params() const { return params_; }
   void set_default_ef(int ef) { params_.ef_search = ef; }
   const ModelInfo& model() const { return model_; }
   void set_model(ModelInfo model) { model_ = std::move(model); }
-  const IndexEntry& entry(std::size_t id) const { return entries_.at(id); }
-  const std::vector<IndexEntry>& entries() const { return entries_; }
+  // The whole entry. An index loaded for searching only (IndexLoadOptions::changeable =
+  // false) keeps no entries in memory: entry() and entries() throw Error(InvalidArgument)
+  // there, and entry_info() is how a searcher reads one.
+  const IndexEntry& entry(std::size_t id) const;
+  const std::vector<IndexEntry>& entries() const;
+  // The entry's path, size and modification time (no signals, no colour), from memory or,
+  // loaded for searching only, read from the index file (Error(Io) if it was truncated or
+  // rewritten in place since).
+  IndexEntry entry_info(std::size_t id) const;
+  std::string path(std::size_t id) const { return entry_info(id).path; }
+  // False when loaded for searching only: every change (add, remove_if, set_*, compact)
+  // and save_index refuse such an index.
+  bool changeable() const { return !entries_in_file_; }
   // dim() floats, the rows the index holds: float32, or for an f16 index loaded from a file
   // its binary16 rows (below) as floats. The pointer is valid while the index lives and is
   // not changed; it may be into the mapped index file (an int8 index, or an f16 index
@@ -83,11 +98,12 @@ class ImageIndex {
   VectorCodes vector_codes() const;
   // Re-links the graph over the other encoding (like a compaction: tombstones go).
   void set_vector_codes(VectorCodes codes, int threads = 0);
-  void set_signals(std::size_t id, const DuplicateSignals& signals) { entries_.at(id).signals = signals; }
+  void set_signals(std::size_t id, const DuplicateSignals& signals);
   // How many entries carry duplicate signals.
   std::size_t signals_count() const;
   // The entry's colour histogram (kColourBins floats), or nullptr when it has none.
   const float* colour(std::size_t id) const {
+    if (entries_in_file_) return nullptr;  // only without a colour projection (load_index)
     const auto& c = entries_.at(id).colour;
     return c.empty() ? nullptr : c.data();
   }
@@ -153,6 +169,9 @@ class ImageIndex {
   HnswParams params_;
   ModelInfo model_;
   std::vector<IndexEntry> entries_;
+  // Loaded for searching only: where each entry's record lies in the file (entries_ empty).
+  std::shared_ptr<const detail::EntriesInFile> entries_in_file_;
+  void require_changeable(const char* what) const;
   struct Impl;  // the hnswlib graph
   std::unique_ptr<Impl> impl_;
   // Post-processing state (refinement.cpp).
@@ -199,10 +218,13 @@ class ImageIndex {
   friend ImageIndex load_index(const std::string& path, const IndexLoadOptions& options);
   friend void detail::write_graph(const ImageIndex&, detail::BinaryFileWriter&);
   friend void detail::write_tombstones(const ImageIndex&, detail::BinaryFileWriter&);
-  friend void detail::write_search_rows(const ImageIndex&, detail::BinaryFileWriter&);
+  friend void detail::write_search_rows(const ImageIndex&, detail::BinaryFileWriter&, std::vector<std::uint64_t>*);
   friend void detail::restore_graph(ImageIndex&, detail::ByteReader&, const std::uint8_t*, std::uint64_t,
-                                    const std::uint8_t*, bool, bool);
+                                    const std::uint8_t*, bool, bool, bool);
+  friend void detail::write_codes(const ImageIndex&, detail::BinaryFileWriter&);
+  friend void detail::check_rows_when_read(ImageIndex&, const std::uint8_t*, std::string);
   friend void detail::attach_file_rows(ImageIndex&, std::shared_ptr<const detail::MappedFile>, const std::uint8_t*);
+  friend void detail::free_change_locks(ImageIndex&);
 };
 
 }  // namespace imgsearch

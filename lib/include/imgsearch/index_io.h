@@ -33,14 +33,29 @@ struct IndexLoadOptions {
   // under the process (`cp` over it, not imgsearch's own saves, which replace the file)
   // would make searches fault or read the new bytes. For one-shot readers (query).
   bool search_rows_in_memory = true;
+  // Where each entry's path, size and modification time are kept:
+  //  - Memory: as IndexEntry objects (~230 bytes an image); the index can be changed.
+  //  - File: left in the index file, read back per hit (ImageIndex::entry_info: 1 byte an
+  //    image kept), and hnswlib's per-node locks, taken only by changes, freed (40 bytes an
+  //    image). Such an index is for searching only: it refuses every change and save_index.
+  //  - FileIfSearchesReadIt: File when the index's searches read its file anyway (int8
+  //    rows, f16 rows or model vectors left there), else Memory: an index held wholly in
+  //    memory then keeps serving if its file is rewritten in place under it.
+  // An index whose projection takes colour keeps its entries (their histograms) in memory.
+  enum class Entries { Memory, File, FileIfSearchesReadIt };
+  Entries entries = Entries::Memory;
 };
-// What a searcher (query, serve) needs: no thumbnails, histograms only if used, the
-// model's vectors left in the file (read them with ImageIndex::model_vector_copy where the
-// file may change under a long-running process). The rows searched stay in memory: a
-// one-shot reader may leave them in the file too (query_load_options).
-inline IndexLoadOptions search_load_options() { return {false, false, false, true}; }
-// What `query` loads: search_load_options with an f16 index's rows left in the file.
-inline IndexLoadOptions query_load_options() { return {false, false, false, false}; }
+// What a searcher (serve) needs: no thumbnails, histograms only if used, the model's
+// vectors left in the file (read them with ImageIndex::model_vector_copy where the file
+// may change under a long-running process), and the entries too when searches read the
+// file anyway. The rows searched stay in memory: a one-shot reader may leave them in the
+// file too (query_load_options).
+inline IndexLoadOptions search_load_options() {
+  return {false, false, false, true, IndexLoadOptions::Entries::FileIfSearchesReadIt};
+}
+// What `query` loads: search_load_options with an f16 index's rows and the entries always
+// left in the file.
+inline IndexLoadOptions query_load_options() { return {false, false, false, false, IndexLoadOptions::Entries::File}; }
 
 // Validates every size, count, offset, link and id before use, and the checksums (of the
 // sections it reads); a truncated, corrupt or hostile file throws Error(Format) naming
