@@ -11,9 +11,12 @@
 # that projection, and recall@10 is still against exact fp32 search of the 1280-d vectors).
 #   tests/bench/vector_codes.sh [--build build] [--out /work/cache/compact/bench]
 #        [--sizes "50000 200000"] [--threads 2] [--source /work/cache/f44k/f44k.index] [--no-extras]
-#        [--codes "f32 f16 int8"] [--pca D] [--reuse]
+#        [--codes "f32 f16 int8"] [--pca D] [--reuse] [--compare ROOT] [--cold-runs 3]
 # With --reuse an index already built in --out by an earlier run of the same options is
 # served and timed again instead of rebuilt (its build line is then missing from the log).
+# With --compare ROOT (another checkout, built in ROOT/build) the largest indexes are also
+# served by that checkout's library and queried cold by its binary, interleaved with this
+# one's, in the same sitting: a before/after on the same files.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
@@ -26,6 +29,8 @@ extras=1
 codes_list="f32 f16 int8"
 pca=0
 reuse=0
+compare=""
+cold_runs=3
 while [ $# -gt 0 ]; do
   case $1 in
     --build) build=$(cd "$2" && pwd); shift 2 ;;
@@ -37,6 +42,8 @@ while [ $# -gt 0 ]; do
     --codes) codes_list=$2; shift 2 ;;
     --pca) pca=$2; shift 2 ;;
     --reuse) reuse=1; shift ;;
+    --compare) compare=$(cd "$2" && pwd); shift 2 ;;
+    --cold-runs) cold_runs=$2; shift 2 ;;
     *) echo "vector_codes.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -49,6 +56,11 @@ echo "load: $(cat /proc/loadavg)"
 g++ -std=c++17 -O2 -I"$root/lib/include" "$root/tests/bench/vector_codes_bench.cpp" "$build/lib/libimgsearch_core.a" \
   -lfmt -lxxhash -lblas -lpthread -o "$out/vector_codes_bench"
 bench=$out/vector_codes_bench
+if [ -n "$compare" ]; then
+  g++ -std=c++17 -O2 -I"$compare/lib/include" "$compare/tests/bench/vector_codes_bench.cpp" \
+    "$compare/build/lib/libimgsearch_core.a" -lfmt -lxxhash -lblas -lpthread -o "$out/vector_codes_bench.compare"
+  echo "compare: $compare ($(git -C "$compare" log --oneline -1))"
+fi
 tag=""
 if [ "$pca" != 0 ]; then
   cp "$source_index" "$out/source-pca$pca.index"
@@ -75,20 +87,28 @@ for n in $sizes; do
       timed "build $codes$tag $n" "$bench" build "$source_index" "$n" "$codes" "$out/$codes$tag-$n.index" "$threads" 16 100 | tee -a "$log"
     fi
     "$bench" serve "$source_index" "$out/$codes$tag-$n.index" "$nq" "$out/truth-$n.bin" | tee -a "$log"
+    if [ -n "$compare" ] && [ "$n" = "$(echo $sizes | tr ' ' '\n' | sort -n | tail -1)" ]; then
+      "$out/vector_codes_bench.compare" serve "$source_index" "$out/$codes$tag-$n.index" "$nq" "$out/truth-$n.bin" |
+        sed 's/^{/{"build": "compare", /' | tee -a "$log"
+    fi
   done
 done
 
 if [ "$extras" = 1 ]; then
-# Cold `imgsearch query`, taken apart; each command 3 times (the file in the page cache).
+# Cold `imgsearch query`, taken apart; each command --cold-runs times (the file in the page cache).
 img=$(find "$root/../shared/datasets/fashion44k/images" -name '*.jpg' -print -quit)
 imgsearch=$build/bin/imgsearch
 "$bench" build "$source_index" 1000 f32 "$out/tiny.index" "$threads" 16 100 > /dev/null
-for r in 1 2 3; do
+for r in $(seq "$cold_runs"); do
   timed "start (--version)" "$imgsearch" --version > /dev/null
   timed "query tiny index (start + model + 1 image)" "$imgsearch" query -i "$out/tiny.index" "$img" -k 10 > /dev/null
   for codes in $codes_list; do
     timed "info $codes$tag $largest (start + index load)" "$imgsearch" info -i "$out/$codes$tag-$largest.index" > /dev/null
     timed "query $codes$tag $largest (cold)" "$imgsearch" query -i "$out/$codes$tag-$largest.index" "$img" -k 10 > /dev/null
+    if [ -n "$compare" ]; then
+      timed "query $codes$tag $largest (cold, compare)" "$compare/build/bin/imgsearch" query \
+        -i "$out/$codes$tag-$largest.index" "$img" -k 10 > /dev/null
+    fi
   done
 done
 

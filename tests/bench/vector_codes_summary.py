@@ -8,7 +8,9 @@ from collections import defaultdict
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 builds = {(r["vectors"], r["n"]): r for r in rows if r.get("step") == "build"}
-serves = {(r["vectors"], r["n"]): r for r in rows if r.get("step") == "serve"}
+serves = {(r["vectors"], r["n"]): r for r in rows if r.get("step") == "serve" and "build" not in r}
+# vector_codes.sh --compare: the same indexes served by another checkout's library.
+compared = {(r["vectors"], r["n"]): r for r in rows if r.get("step") == "serve" and r.get("build") == "compare"}
 times = defaultdict(list)
 for r in rows:
     if "time" in r:
@@ -27,6 +29,16 @@ for (codes, n), s in sorted(serves.items(), key=lambda kv: (kv[0][1], ["f32", "f
     for ef, e in s["ef"].items():
         print(f"| {codes} | {n:,} | {ef} | {e['recall_at_10']:.3f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | "
               f"{e['cpu_p50_ms']:.2f} | {e['cpu_p99_ms']:.2f} |")
+if compared:
+    print("\n| vectors | N | RSS after load MiB, this / compare | RSS after 500 queries MiB, this / compare | load s, this / compare | recall@10 ef 64, this / compare | p50 ms ef 64, this / compare |")
+    print("|---|---|---|---|---|---|---|")
+    for (codes, n), c in sorted(compared.items()):
+        s = serves[(codes, n)]
+        print(f"| {codes} | {n:,} | {s['rss_after_load_mib']:,.0f} / {c['rss_after_load_mib']:,.0f} | "
+              f"{s['rss_after_queries_mib']:,.0f} / {c['rss_after_queries_mib']:,.0f} | "
+              f"{s['load']['wall_s']:.2f} / {c['load']['wall_s']:.2f} | "
+              f"{s['ef']['64']['recall_at_10']:.3f} / {c['ef']['64']['recall_at_10']:.3f} | "
+              f"{s['ef']['64']['p50_ms']:.2f} / {c['ef']['64']['p50_ms']:.2f} |")
 sizes = sorted({n for (_, n) in serves})
 if len(sizes) >= 2:
     n1, n2 = sizes[0], sizes[-1]
@@ -52,11 +64,12 @@ if updates:
               f"{u['add_10k_save']['wall_s']:.1f} | {u['remove']['wall_s']:.2f} ({u['remove']['cpu_s']:.2f}) | {u['tombstones']} | "
               f"{u['remove_save']['wall_s']:.1f} |")
 if times:
-    print("\n| command (median of 3) | wall s | CPU s | peak RSS MiB |")
+    print("\n| command (median, range) | runs | wall s | CPU s | peak RSS MiB |")
     print("|---|---|---|---|")
     for label, rs in times.items():
         if label.startswith("build"):
             continue
-        print(f"| {label} | {statistics.median(r['wall_s'] for r in rs):.2f} | "
+        walls = [r['wall_s'] for r in rs]
+        print(f"| {label} | {len(rs)} | {statistics.median(walls):.2f} ({min(walls):.2f}-{max(walls):.2f}) | "
               f"{statistics.median(r['cpu_s'] + r['cpu_sys_s'] for r in rs):.2f} | "
               f"{statistics.median(r['peak_rss_kb'] for r in rs) / 1024:,.0f} |")
