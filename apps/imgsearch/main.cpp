@@ -9,10 +9,18 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <malloc.h>
+
 int main(int argc, char** argv) {
   using namespace imgsearch;
   using namespace imgsearch::cli;
   const OmpSettingsOrigin omp_origin = omp_settings_origin(argv);
+  // glibc gives the memory a thread frees above its arena's top back to the kernel, and
+  // LibTorch's next batch faults it in again: extracting Corel photos, 8,800 page faults an
+  // image and 45 % of the CPU in the kernel. 256 MiB of top pad keeps a batch's working set
+  // mapped (docs/benchmarks.md, "Page faults between batches"). A MALLOC_TOP_PAD_ the user
+  // set is glibc's to apply, and wins.
+  if (!std::getenv("MALLOC_TOP_PAD_")) mallopt(M_TOP_PAD, 256 << 20);
 
   CLI::App app{"imgsearch: find the images that look like a query image"};
   app.set_version_flag("--version", "imgsearch " IMGSEARCH_VERSION);
