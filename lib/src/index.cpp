@@ -114,7 +114,12 @@ struct ImageIndex::Impl {
   // file, checked with the row whenever it is read.
   const std::uint8_t* row_sums = nullptr;
   std::string file_path;
+  // A bit a row: checked once already. From then on the row is trusted as a whole load
+  // trusts the rows it checked (1 bit an image; a search reads ~64 rows, mostly the same).
+  std::unique_ptr<std::atomic<std::uint64_t>[]> rows_checked;
   void check_row(std::uint64_t r, const float* row, int dim) const {
+    const std::uint64_t bit = std::uint64_t(1) << (r % 64);
+    if (rows_checked[r / 64].load(std::memory_order_relaxed) & bit) return;
     std::uint64_t want = 0;
     const std::size_t bytes = static_cast<std::size_t>(dim) * sizeof(float);
     const bool ok = file->read_at(static_cast<std::uint64_t>(row_sums - file->data) + r * 8, &want, 8) &&
@@ -122,8 +127,10 @@ struct ImageIndex::Impl {
     IMGSEARCH_CHECK(ok, ErrorKind::Format,
                     "{}: corrupt (row {} of VECS does not match its checksum in ROWSUMS, or the file changed since it "
                     "was loaded)", file_path, r);
-    for (int d = 0; d < dim; ++d)
-      IMGSEARCH_CHECK(std::isfinite(row[d]), ErrorKind::Format, "{}: vector {} holds NaN or infinity", file_path, r);
+    bool finite = true;
+    for (int d = 0; d < dim; ++d) finite &= std::isfinite(row[d]);
+    IMGSEARCH_CHECK(finite, ErrorKind::Format, "{}: vector {} holds NaN or infinity", file_path, r);
+    rows_checked[r / 64].fetch_or(bit, std::memory_order_relaxed);
   }
   // Rows added here (float32), and the codes by address of rows added here (the loaded
   // ones are in the file).
@@ -869,6 +876,9 @@ void check_rows_when_read(ImageIndex& index, const std::uint8_t* row_sums, std::
   ImageIndex::Impl& impl = *index.impl_;
   impl.row_sums = row_sums;
   impl.file_path = std::move(path);
+  const std::size_t words = (index.size() + 63) / 64;
+  impl.rows_checked.reset(new std::atomic<std::uint64_t>[words]);
+  for (std::size_t w = 0; w < words; ++w) impl.rows_checked[w].store(0, std::memory_order_relaxed);
 }
 
 void free_change_locks(ImageIndex& index) {

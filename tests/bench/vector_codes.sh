@@ -77,7 +77,7 @@ timed() {  # timed LABEL CMD...
 largest=0
 for n in $sizes; do
   [ "$n" -gt "$largest" ] && largest=$n
-  [ "$reuse" = 1 ] && [ -s "$out/truth-$n.bin" ] || "$bench" truth "$source_index" "$n" "$nq" "$out/truth-$n.bin" >> "$log"
+  [ "$reuse" = 1 ] && [ -s "$out/truth-$n.bin" ] && [ -s "$out/truth-$n.bin.queries" ] || "$bench" truth "$source_index" "$n" "$nq" "$out/truth-$n.bin" >> "$log"
   for codes in $codes_list; do
     # M 16, ef_construction 100 (as the tombstone bench) to keep 200k within reach of two
     # shared cores; the serving RSS does not depend on ef_construction.

@@ -8,7 +8,8 @@
 // tombstone_bench.cpp). Queries are made the same way from another seed.
 //
 // Each step runs in its own process, so that memory is measured fresh:
-//   vector_codes_bench truth  SOURCE N NQ TRUTH.bin          exact top-10 of NQ queries (fp32, BLAS)
+//   vector_codes_bench truth  SOURCE N NQ TRUTH.bin          exact top-10 of NQ queries (fp32, BLAS);
+//                                                            the queries to TRUTH.bin.queries (NQ x dim floats)
 //   vector_codes_bench build  SOURCE N CODES OUT.index THREADS M EF_CONSTRUCTION
 //   vector_codes_bench serve  SOURCE INDEX NQ TRUTH.bin [file]  load, RSS, recall@10 and latency at ef 16..128
 //                                                            (file: an f16 index's rows searched in the file, as `query`)
@@ -19,6 +20,10 @@
 // timed: the projection, and for a PCA projection the candidates rescored by the model
 // vectors, read from the file).
 // Indexes are loaded as `serve` loads them (search_load_options), or with `file` as `query`.
+// serve reads its queries from TRUTH.bin.queries and never loads SOURCE: the process holds
+// what a server would (the index, 500 queries and their truth), not also the heap a 44k
+// source with its thumbnails left behind, which added ~45 MiB to the int8 index's RSS at
+// 10^6 (its small blocks scattered over the freed pages).
 #include <imgsearch/index.h>
 #include <imgsearch/index_io.h>
 #include <imgsearch/refinement.h>
@@ -121,6 +126,8 @@ int truth(const ImageIndex& real, std::size_t n, std::size_t nq, const std::stri
       b.resize(std::min<std::size_t>(10, b.size()));
     }
   }
+  std::ofstream(out + ".queries", std::ios::binary)
+      .write(reinterpret_cast<const char*>(q.data()), static_cast<std::streamsize>(q.size() * sizeof(float)));
   std::ofstream f(out, std::ios::binary);
   for (const auto& b : best)
     for (const auto& [s, id] : b) f.write(reinterpret_cast<const char*>(&id), 4);
@@ -156,11 +163,17 @@ int build(const ImageIndex& real, std::size_t n, VectorCodes codes, const std::s
   return 0;
 }
 
-int serve(std::optional<ImageIndex>& real, const std::string& path, std::size_t nq, const std::string& truth_path,
-          bool rows_in_file) {
-  std::vector<float> q = rows(*real, kQuerySeed, 0, nq);
-  real.reset();  // the source leaves before anything is measured
-  malloc_trim(0);
+int serve(const std::string& path, std::size_t nq, const std::string& truth_path, bool rows_in_file) {
+  std::vector<float> q;  // nq x the model's dimension, as truth wrote them
+  {
+    std::ifstream in(truth_path + ".queries", std::ios::binary | std::ios::ate);
+    if (!in) {
+      std::fprintf(stderr, "%s.queries: missing (run the truth step again)\n", truth_path.c_str());
+      return 1;
+    }
+    q.resize(static_cast<std::size_t>(in.tellg()) / sizeof(float));
+    in.seekg(0).read(reinterpret_cast<char*>(q.data()), static_cast<std::streamsize>(q.size() * sizeof(float)));
+  }
   std::vector<std::uint32_t> truth(nq * 10);
   std::ifstream(truth_path, std::ios::binary).read(reinterpret_cast<char*>(truth.data()), truth.size() * 4);
   const double rss_before = status_mib("VmRSS:");
@@ -249,13 +262,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string step = argv[1];
+  if (step == "serve") return serve(argv[3], std::stoul(argv[4]), argv[5], argc > 6 && std::string(argv[6]) == "file");
   std::optional<ImageIndex> source(load_index(argv[2]));
   const ImageIndex& real = *source;
   if (step == "truth") return truth(real, std::stoul(argv[3]), std::stoul(argv[4]), argv[5]);
   if (step == "build")
     return build(real, std::stoul(argv[3]), parse_vector_codes(argv[4]), argv[5], std::atoi(argv[6]), std::atoi(argv[7]),
                  std::atoi(argv[8]));
-  if (step == "serve") return serve(source, argv[3], std::stoul(argv[4]), argv[5], argc > 6 && std::string(argv[6]) == "file");
   if (step == "update") return update(real, argv[3], std::atoi(argv[4]));
   std::fprintf(stderr, "unknown step %s\n", step.c_str());
   return 2;
