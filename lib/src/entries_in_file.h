@@ -1,5 +1,5 @@
-// Internal: the entries of an index loaded for searching only (IndexLoadOptions::changeable
-// = false) stay in its file; what the process keeps is where to find them.
+// Internal: the entries of an index loaded for searching only (IndexLoadOptions::entries
+// left them in the file); what the process keeps is where to find them.
 #pragma once
 
 #include "binary_file.h"

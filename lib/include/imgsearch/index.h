@@ -68,8 +68,8 @@ class ImageIndex {
   void set_default_ef(int ef) { params_.ef_search = ef; }
   const ModelInfo& model() const { return model_; }
   void set_model(ModelInfo model) { model_ = std::move(model); }
-  // The whole entry. An index loaded for searching only (IndexLoadOptions::changeable =
-  // false) keeps no entries in memory: entry() and entries() throw Error(InvalidArgument)
+  // The whole entry. An index loaded for searching only (IndexLoadOptions::entries left
+  // them in the file) keeps no entries in memory: entry() and entries() throw Error(InvalidArgument)
   // there, and entry_info() is how a searcher reads one.
   const IndexEntry& entry(std::size_t id) const;
   const std::vector<IndexEntry>& entries() const;
