@@ -696,8 +696,9 @@ void write_search_rows(const ImageIndex& index, BinaryFileWriter& out, std::vect
   const std::size_t dim = static_cast<std::size_t>(index.dim());
   if (impl.codes != VectorCodes::F16) {
     for (std::size_t id = 0; id < index.size(); ++id) {
-      out.write(index.vector(id), sizeof(float) * dim);
-      if (row_sums) row_sums->push_back(XXH3_64bits(index.vector(id), sizeof(float) * dim));
+      const float* row = index.vector(id);
+      out.write(row, sizeof(float) * dim);
+      if (row_sums) row_sums->push_back(XXH3_64bits(row, sizeof(float) * dim));
     }
     return;
   }

@@ -491,11 +491,12 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   // its checksum and scan run beside the rest of the load, which waits for them before it
   // returns. Codes made from the rows (int8; f16 files with float32 rows) need them first.
   std::future<void> vecs_checked;
-  if (rows_checked_when_read) {
-  } else if (transformed || codes == VectorCodes::F32 || f16_rows)
-    vecs_checked = std::async(std::launch::async, check_vecs);
-  else
-    check_vecs();
+  if (!rows_checked_when_read) {
+    if (transformed || codes == VectorCodes::F32 || f16_rows)
+      vecs_checked = std::async(std::launch::async, check_vecs);
+    else
+      check_vecs();
+  }
   const std::uint8_t* search_vecs = vecs;
   if (transformed) {
     detail::ByteReader r(in, "SRCHVECS");
@@ -588,11 +589,12 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   // CODES: u32 code size, then each graph node's int8 code; ROWSUMS: each row's XXH3-64.
   const std::uint8_t* stored_codes = nullptr;
   const std::uint8_t* row_sums = nullptr;
+  const std::uint64_t code_size = rows_checked_when_read ? detail::make_code_encoding(VectorCodes::Int8, dim)->code_size() : 0;
   if (rows_checked_when_read) {
     detail::ByteReader r(in, "CODES");
-    const std::uint64_t code_size = r.u32(), nodes = count + tombstones;
-    if (code_size != detail::make_code_encoding(VectorCodes::Int8, dim)->code_size())
-      r.fail("code size " + std::to_string(code_size) + " is not that of int8 codes of " + std::to_string(dim) + " values");
+    const std::uint64_t stored_size = r.u32(), nodes = count + tombstones;
+    if (stored_size != code_size)
+      r.fail("code size " + std::to_string(stored_size) + " is not that of int8 codes of " + std::to_string(dim) + " values");
     if (r.remaining() / code_size != nodes || r.remaining() != nodes * code_size)
       r.fail("size does not match " + std::to_string(nodes) + " codes");
     stored_codes = r.bytes(r.remaining());
@@ -616,9 +618,8 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
 
   detail::ByteReader graph(in, "GRAPH");
   if (stored_codes)
-    detail::restore_graph(index, graph, stored_codes, tombstones,
-                          stored_codes + count * detail::make_code_encoding(VectorCodes::Int8, dim)->code_size(),
-                          false, !options.search_rows_in_memory, true);
+    detail::restore_graph(index, graph, stored_codes, tombstones, stored_codes + count * code_size, false,
+                          !options.search_rows_in_memory, true);
   else
     detail::restore_graph(index, graph, search_vecs, tombstones, tombstone_vecs, f16_rows, !options.search_rows_in_memory);
   // Compact codes that read the file after the load: int8 (and f16 from float32 rows) its
