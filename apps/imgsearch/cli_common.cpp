@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <csignal>
 #include <malloc.h>
 #include <filesystem>
@@ -148,6 +149,18 @@ std::string resolve_index_path(const std::string& option) {
   if (!option.empty()) return option;
   if (const char* env = std::getenv("IMGSEARCH_INDEX"); env && *env) return env;
   return "imgsearch.index";
+}
+
+std::size_t auto_int8_from() {
+  const char* env = std::getenv("IMGSEARCH_INT8_FROM");
+  if (!env || !*env) return kDefaultInt8FromImages;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long n = std::strtoull(env, &end, 10);
+  if (*end || errno || env[0] == '-' || n < 1)
+    throw_error(ErrorKind::InvalidArgument, "IMGSEARCH_INT8_FROM: expected a number of images (1 or more), got '{}'",
+                env);
+  return static_cast<std::size_t>(n);
 }
 
 void tune_allocator_for(const ModelInfo& model) {

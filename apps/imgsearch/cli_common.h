@@ -70,6 +70,9 @@ std::string builtin_model_path();
 inline constexpr const char* kBuiltinModelFile = "mobilenet_v2_imagenet.pt";
 // -i, then $IMGSEARCH_INDEX, then ./imgsearch.index.
 std::string resolve_index_path(const std::string& option);
+// The size at which `index --vectors auto` turns an index's float32 rows into int8 codes:
+// $IMGSEARCH_INT8_FROM, or kDefaultInt8FromImages (vector_encoding.h).
+std::size_t auto_int8_from();
 
 // Loads the model the options name (resolve_model_path without an index).
 std::unique_ptr<Model> load_model(const ModelArgs& args);

@@ -31,7 +31,8 @@ struct IndexArgs {
   int batch_size = 8;
   double wait_lock = 0;  // seconds to wait for another writer; 0 fails at once
   HnswParams hnsw;
-  std::string vectors;  // --vectors: empty keeps the index's encoding (f32 for a new one)
+  std::string vectors;  // --vectors: f32, f16, int8, or auto (also when empty)
+  std::size_t int8_from = kDefaultInt8FromImages;  // --vectors auto's threshold (auto_int8_from)
   int dba = -1;  // -1: keep the index's; 0: off
   float dba_alpha = -1;
   int qe = -1;   // the stored query-expansion default; -1: keep
@@ -94,20 +95,34 @@ bool changes_post_processing(const IndexArgs& args) {
   return args.dba >= 0 || args.dba_alpha >= 0 || args.qe >= 0 || args.qe_alpha >= 0 || !args.vectors.empty();
 }
 
+// The encoding a new index starts with: the user's, or f32 until apply_vector_codes sees
+// how many images it will hold.
 VectorCodes new_index_codes(const IndexArgs& args) {
-  return args.vectors.empty() ? VectorCodes::F32 : parse_vector_codes(args.vectors);
+  return args.vectors.empty() || args.vectors == "auto" ? VectorCodes::F32 : parse_vector_codes(args.vectors);
 }
 
-// --vectors on an existing index with another encoding re-links its graph over the new
-// codes (the exact rows are in the file, so no model is needed).
-void apply_vector_codes(const IndexArgs& args, ImageIndex& index, std::FILE* summary) {
-  if (args.vectors.empty()) return;
-  const VectorCodes codes = parse_vector_codes(args.vectors);
+// Before images are linked into the graph, with `images` what the index will hold after
+// them. --vectors f32|f16|int8: the user's encoding, kept from then on. --vectors auto (or
+// none given): an encoding nobody chose follows the index's size (automatic_vector_codes).
+// A change re-links the graph over the new codes (the exact rows are in the file, so no
+// model is needed).
+void apply_vector_codes(const IndexArgs& args, ImageIndex& index, std::size_t images, std::FILE* summary) {
+  const bool automatic = args.vectors.empty() || args.vectors == "auto";
+  if (!automatic) index.set_vector_codes_chosen(true);
+  if (args.vectors == "auto") index.set_vector_codes_chosen(false);
+  if (automatic && index.vector_codes_chosen()) return;
+  const VectorCodes codes = automatic ? automatic_vector_codes(index.vector_codes(), images, args.int8_from)
+                                      : parse_vector_codes(args.vectors);
   if (codes == index.vector_codes()) return;
   const char* from = vector_codes_name(index.vector_codes());
+  const std::size_t relinked = index.size();
   index.set_vector_codes(codes, args.model.threads);
-  std::fprintf(summary, "vectors: %s -> %s (graph re-linked over %zu images)\n", from, vector_codes_name(codes),
-               index.size());
+  std::string why = automatic ? fmt::format("--vectors auto: {} images, int8 from {}", images, args.int8_from) : "";
+  if (relinked) why += fmt::format("{}graph re-linked over {} images", why.empty() ? "" : "; ", relinked);
+  if (why.empty()) return;  // a new index given its encoding: nothing to report
+  // A new (empty) index had no encoding to change from.
+  const std::string change = relinked ? fmt::format("{} -> {}", from, vector_codes_name(codes)) : vector_codes_name(codes);
+  std::fprintf(summary, "vectors: %s (%s)\n", change.c_str(), why.c_str());
 }
 
 // --dba / --qe: the post-processing stored with the index (refinement.h). Augmentation
@@ -144,7 +159,7 @@ void apply_post_processing(const IndexArgs& args, ImageIndex& index, std::FILE* 
 // `index -i INDEX --dba K` (or --qe) alone: changes the stored settings, no images needed.
 int index_settings_only(const IndexArgs& args, const std::string& index_path) {
   ImageIndex index = load_index(index_path);
-  apply_vector_codes(args, index, args.summary);
+  apply_vector_codes(args, index, index.size(), args.summary);
   apply_post_processing(args, index, args.summary);
   save_index(index, index_path);
   return kExitOk;
@@ -159,7 +174,6 @@ int index_from_features(const IndexArgs& args, const std::string& index_path) {
   if (!args.rebuild && std::filesystem::exists(index_path)) {
     index.emplace(load_index(index_path));
     model_source = index_path;
-    apply_vector_codes(args, *index, stdout);
   }
   std::unordered_set<std::string> merged;  // paths taken from earlier files of this run
   std::size_t added = 0, updated = 0, duplicates = 0;
@@ -199,6 +213,9 @@ int index_from_features(const IndexArgs& args, const std::string& index_path) {
       if (!file_identity(features.paths[i], entries[i])) entries[i].path = features.paths[i];
       merged.insert(features.paths[i]);
     }
+    // Shard by shard: a merge of shards smaller than the int8 threshold re-links once, at the
+    // shard that crosses it.
+    apply_vector_codes(args, *index, index->size() + entries.size(), stdout);
     add_with_progress(*index, entries, features.vectors.data(), args.model.threads);
     added += features.size() - replaced;
   }
@@ -211,7 +228,8 @@ int index_from_features(const IndexArgs& args, const std::string& index_path) {
   return kExitOk;
 }
 
-int run_index(const IndexArgs& args) {
+int run_index(IndexArgs args) {
+  args.int8_from = auto_int8_from();  // a bad $IMGSEARCH_INT8_FROM fails before any work
   install_interrupt_handler();
   // Past `ulimit -f`, write() must fail with EFBIG (a clear error, the old index kept)
   // rather than the default SIGXFSZ killing the process.
@@ -236,7 +254,6 @@ int run_index(const IndexArgs& args) {
   std::unique_ptr<Model> model;
   if (index) {
     model = load_model_for_index(args.model, index->model(), index_path);
-    apply_vector_codes(args, *index, args.summary);
   } else {
     model = load_model(args.model);
     index.emplace(model->output_dim(), args.hnsw, model->info(), new_index_codes(args));
@@ -376,6 +393,7 @@ int run_index(const IndexArgs& args) {
   }
   std::size_t updated_ok = 0;
   for (const IndexEntry& e : added_entries) updated_ok += stale.count(e.path);
+  apply_vector_codes(args, *index, index->size() + added_entries.size(), args.summary);
   add_with_progress(*index, added_entries, added_vectors.data(), args.model.threads);
 
   if (index->size() == 0) {
@@ -435,9 +453,12 @@ void setup_index(CLI::App& app, Runner& runner) {
   app.add_option("--ef", args->hnsw.ef_search, "default HNSW search beam width stored in the index (default 64)")
       ->check(CLI::Range(1, 100000));
   app.add_option("--vectors", args->vectors,
-                 "what the graph searches: f32 (default), f16 or int8 codes, whose best candidates are rescored with "
-                 "the exact float32 vectors of the index file; kept with the index, and changing it re-links the graph")
-      ->check(CLI::IsMember({"f32", "f16", "int8"}));
+                 fmt::format("what the graph searches: f32, f16 or int8 codes, whose best candidates are rescored "
+                             "with the exact float32 vectors of the index file; kept with the index, and changing it "
+                             "re-links the graph. auto (the default): f32 until the index holds {} images "
+                             "($IMGSEARCH_INT8_FROM), int8 from there, unless an encoding was chosen",
+                             kDefaultInt8FromImages))
+      ->check(CLI::IsMember({"auto", "f32", "f16", "int8"}));
   app.add_option("--dba", args->dba,
                  "database-side augmentation: store each vector averaged with its K nearest neighbours (0 = off; "
                  "kept with the index)")

@@ -34,10 +34,15 @@ int run_info(const std::string& index_option, bool json) {
   std::cout << fmt::format("images:     {}\n", index.size());
   std::cout << fmt::format("dimension:  {}\n", index.dim());
   const VectorCodes codes = index.vector_codes();
-  std::cout << fmt::format("vectors:    {}{}\n", vector_codes_name(codes),
+  // Chosen: set by `index --vectors`; otherwise `index` may turn f32 into int8 as the index grows.
+  const std::string how = index.vector_codes_chosen() ? "chosen with --vectors"
+                          : codes == VectorCodes::F32 ? fmt::format("auto: int8 from {} images", auto_int8_from())
+                                                      : "auto";
+  std::cout << fmt::format("vectors:    {}{} ({})\n", vector_codes_name(codes),
                            codes == VectorCodes::F32   ? ""
                            : codes == VectorCodes::F16 ? " codes in memory, stored as the file's rows (binary16)"
-                                                       : " codes in memory; float32 rows read from the file to rescore");
+                                                       : " codes in memory; float32 rows read from the file to rescore",
+                           how);
   std::cout << fmt::format("file size:  {} bytes ({:.1f} MiB)\n", file_size, file_size / 1048576.0);
   std::cout << fmt::format("model:      {} ({} weights)\n", m.name, m.weights.empty() ? "unknown" : m.weights);
   std::cout << fmt::format("model file: {}\n", m.path);

@@ -13,6 +13,7 @@ std::string index_info_json(const ImageIndex& index, const std::string& path, st
   out["file_size"] = file_size;
   out["metric"] = "cosine";
   out["vectors"] = vector_codes_name(index.vector_codes());
+  out["vectors_chosen"] = index.vector_codes_chosen();  // false: `index --vectors auto` may change it
   out["hnsw"] = {{"M", index.params().M},
                  {"ef_construction", index.params().ef_construction},
                  {"ef_search", index.params().ef_search}};

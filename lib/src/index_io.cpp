@@ -159,6 +159,7 @@ void save_index(const ImageIndex& index, const std::string& path) {
   meta["model"] = nlohmann::json::parse(index.model().to_json());
   // f32 indexes write no "vectors": their files stay as before compact codes existed.
   if (compact) meta["vectors"] = vector_codes_name(index.vector_codes());
+  if (index.vector_codes_chosen()) meta["vectors_chosen"] = true;
   if (f16_rows) meta["rows"] = "f16";
   if (!required.empty()) meta["requires"] = required;
   const std::string meta_text = meta.dump();
@@ -303,6 +304,7 @@ struct IndexMeta {
   HnswParams params;
   ModelInfo model;
   VectorCodes codes = VectorCodes::F32;
+  bool codes_chosen = false;
   bool f16_rows = false;
 };
 
@@ -338,6 +340,11 @@ IndexMeta read_meta(const detail::BinaryFileReader& in, const std::string& path)
         throw_error(ErrorKind::Format, "{}: unknown vector encoding \"{}\" in META (known: f16, int8)", path, name);
       m.codes = parse_vector_codes(name);
     }
+    if (meta.contains("vectors_chosen")) {
+      const auto& c = meta.at("vectors_chosen");
+      if (!c.is_boolean()) in.fail("\"vectors_chosen\" is not true or false");
+      m.codes_chosen = c.get<bool>();
+    }
     if ((m.codes != VectorCodes::F32) != (m.required.count("vector_codes") > 0))
       in.fail("META \"vectors\" and \"requires\" disagree");
     if (meta.contains("rows")) {
@@ -362,7 +369,7 @@ ModelInfo load_index_model(const std::string& path) {
 
 ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) {
   detail::BinaryFileReader in(path, kMagic, "index", kVersion);
-  auto [required, count, dim, params, model, codes, f16_rows] = read_meta(in, path);
+  auto [required, count, dim, params, model, codes, codes_chosen, f16_rows] = read_meta(in, path);
   // Bytes a searched row's value takes: VECS without post-processing, SRCHVECS, TOMBSTNS.
   const std::size_t row_value = f16_rows ? 2 : sizeof(float);
 
@@ -525,6 +532,7 @@ ImageIndex load_index(const std::string& path, const IndexLoadOptions& options) 
   }
 
   ImageIndex index(search_dim, params, std::move(model), codes);
+  index.vector_codes_chosen_ = codes_chosen;
   index.model_dim_ = dim;
   index.projection_ = std::move(projection);
   index.augmentation_ = augmentation;

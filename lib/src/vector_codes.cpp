@@ -26,6 +26,10 @@ VectorCodes parse_vector_codes(const std::string& name) {
   throw_error(ErrorKind::InvalidArgument, "unknown vector encoding '{}' (known: f32, f16, int8)", name);
 }
 
+VectorCodes automatic_vector_codes(VectorCodes current, std::size_t images, std::size_t int8_from) {
+  return current == VectorCodes::F32 && images >= int8_from ? VectorCodes::Int8 : current;
+}
+
 namespace detail {
 
 // Fabian Giesen's float_to_half_fast3_rtne.

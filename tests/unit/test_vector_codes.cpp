@@ -352,7 +352,47 @@ TEST_CASE("a compact index's META is checked", "[vector_codes][index_io][hostile
   with_meta([](auto& j) { j.erase("requires"); }, "META \"vectors\" and \"requires\" disagree");
   with_meta([](auto& j) { j.erase("vectors"); }, "META \"vectors\" and \"requires\" disagree");
   with_meta([](auto& j) { j["requires"] = {"vector_codes", "vector_codes_v2"}; }, "needs feature 'vector_codes_v2'");
+  with_meta([](auto& j) { j["vectors_chosen"] = "yes"; }, "\"vectors_chosen\" is not true or false");
+  with_meta([](auto& j) { j["vectors_chosen"] = 1; }, "\"vectors_chosen\" is not true or false");
   CHECK(load_index(good).vector_codes() == VectorCodes::Int8);
+}
+
+TEST_CASE("--vectors auto: f32 until the threshold, int8 from it, never back, f16 left alone", "[vector_codes]") {
+  CHECK(automatic_vector_codes(VectorCodes::F32, 0) == VectorCodes::F32);
+  CHECK(automatic_vector_codes(VectorCodes::F32, kDefaultInt8FromImages - 1) == VectorCodes::F32);
+  CHECK(automatic_vector_codes(VectorCodes::F32, kDefaultInt8FromImages) == VectorCodes::Int8);
+  CHECK(automatic_vector_codes(VectorCodes::F32, 5, 6) == VectorCodes::F32);
+  CHECK(automatic_vector_codes(VectorCodes::F32, 6, 6) == VectorCodes::Int8);
+  CHECK(automatic_vector_codes(VectorCodes::Int8, 1) == VectorCodes::Int8);
+  CHECK(automatic_vector_codes(VectorCodes::F16, 10'000'000) == VectorCodes::F16);
+}
+
+TEST_CASE("whether a user chose the encoding is saved, and only then written", "[vector_codes][index_io]") {
+  test::TempDir tmp;
+  const int dim = 16;
+  const std::vector<float> v = clustered(20, dim, 2, 3);
+  for (const VectorCodes codes : {VectorCodes::F32, VectorCodes::Int8}) {
+    INFO(vector_codes_name(codes));
+    ImageIndex index(dim, HnswParams{}, some_model(dim), codes);
+    index.add(entries_for(0, 20), v.data(), 1);
+    const std::string path = tmp.file(std::string("chosen-") + vector_codes_name(codes) + ".index");
+    CHECK_FALSE(index.vector_codes_chosen());
+    save_index(index, path);
+    // Not chosen: nothing written, so f32 files stay as they were before the flag existed.
+    CHECK_FALSE(meta_of(path).contains("vectors_chosen"));
+    CHECK_FALSE(load_index(path).vector_codes_chosen());
+    index.set_vector_codes_chosen(true);
+    save_index(index, path);
+    CHECK(meta_of(path).at("vectors_chosen") == true);
+    // Unknown to older readers, so not in "requires": an f32 file stays version 1.
+    CHECK(test::Container::load(path).version == (codes == VectorCodes::F32 ? 1u : 2u));
+    ImageIndex loaded = load_index(path);
+    CHECK(loaded.vector_codes_chosen());
+    CHECK(loaded.vector_codes() == codes);
+    IndexLoadOptions search_only;
+    search_only.entries = IndexLoadOptions::Entries::File;
+    CHECK(load_index(path, search_only).vector_codes_chosen());
+  }
 }
 
 TEST_CASE("an f16 index file holds binary16 rows: half the size, searched without its file", "[vector_codes][index_io]") {

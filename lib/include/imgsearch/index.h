@@ -98,6 +98,10 @@ class ImageIndex {
   VectorCodes vector_codes() const;
   // Re-links the graph over the other encoding (like a compaction: tombstones go).
   void set_vector_codes(VectorCodes codes, int threads = 0);
+  // Whether a user chose the encoding (`index --vectors f32|f16|int8`); `--vectors auto`
+  // changes only one nobody chose (automatic_vector_codes). Saved with the index.
+  bool vector_codes_chosen() const { return vector_codes_chosen_; }
+  void set_vector_codes_chosen(bool chosen) { vector_codes_chosen_ = chosen; }
   void set_signals(std::size_t id, const DuplicateSignals& signals);
   // How many entries carry duplicate signals.
   std::size_t signals_count() const;
@@ -189,6 +193,7 @@ class ImageIndex {
   std::size_t compactions_ = 0;
   bool sections_left_out_ = false;  // loaded without an optional section: must not be saved
   std::size_t colours_left_in_file_ = 0;
+  bool vector_codes_chosen_ = false;
 
   bool transformed() const { return projection_.enabled() || augmentation_.enabled(); }
   // add() and remove_if() without post-processing: `vectors` are search vectors.

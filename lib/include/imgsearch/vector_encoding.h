@@ -22,6 +22,15 @@ const char* vector_codes_name(VectorCodes codes);
 // Parses a name vector_codes_name() gives; throws Error(InvalidArgument) otherwise.
 VectorCodes parse_vector_codes(const std::string& name);
 
+// `index --vectors auto`, the default: float32 rows until an index reaches `int8_from`
+// images, int8 codes from there (docs/benchmarks.md, "The default encoding"). Returns the
+// encoding an index with `current` codes should have at `images` images. It never goes
+// back (an index that shrinks keeps int8) and leaves f16 alone; an encoding a user chose
+// is the caller's to keep (ImageIndex::vector_codes_chosen).
+constexpr std::size_t kDefaultInt8FromImages = 50000;
+VectorCodes automatic_vector_codes(VectorCodes current, std::size_t images,
+                                   std::size_t int8_from = kDefaultInt8FromImages);
+
 class VectorEncoding {
  public:
   virtual ~VectorEncoding() = default;
