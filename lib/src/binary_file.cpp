@@ -320,11 +320,13 @@ std::int64_t ByteReader::i64() {
   return v;
 }
 
-std::string ByteReader::string(std::size_t max_length) {
+std::string ByteReader::string(std::size_t max_length) { return std::string(string_view(max_length)); }
+
+std::string_view ByteReader::string_view(std::size_t max_length) {
   const std::uint32_t n = u32();
   if (n > max_length) fail("string length " + std::to_string(n) + " too large");
   const std::uint8_t* p = bytes(n);
-  return std::string(reinterpret_cast<const char*>(p), n);
+  return {reinterpret_cast<const char*>(p), n};
 }
 
 void ByteReader::expect_end() const {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <xxhash.h>
@@ -125,6 +126,8 @@ class ByteReader {
   std::uint64_t u64();
   std::int64_t i64();
   std::string string(std::size_t max_length = 1 << 16);
+  // The same string checked and skipped, not copied: valid while the section is mapped.
+  std::string_view string_view(std::size_t max_length = 1 << 16);
   const std::uint8_t* bytes(std::size_t n);
   std::size_t remaining() const { return size_ - pos_; }
   void expect_end() const;
