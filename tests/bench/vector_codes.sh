@@ -12,6 +12,8 @@
 #   tests/bench/vector_codes.sh [--build build] [--out /work/cache/compact/bench]
 #        [--sizes "50000 200000"] [--threads 2] [--source /work/cache/f44k/f44k.index] [--no-extras]
 #        [--codes "f32 f16 int8"] [--pca D] [--reuse] [--compare ROOT] [--cold-runs 3]
+#        [--cold-sizes "N ..."]
+# The cold query runs on the largest N unless --cold-sizes names others (each one of --sizes).
 # With --reuse an index already built in --out by an earlier run of the same options is
 # served and timed again instead of rebuilt (its build line is then missing from the log).
 # With --compare ROOT (another checkout, built in ROOT/build) the largest indexes are also
@@ -31,6 +33,7 @@ pca=0
 reuse=0
 compare=""
 cold_runs=3
+cold_sizes=""
 while [ $# -gt 0 ]; do
   case $1 in
     --build) build=$(cd "$2" && pwd); shift 2 ;;
@@ -44,6 +47,7 @@ while [ $# -gt 0 ]; do
     --reuse) reuse=1; shift ;;
     --compare) compare=$(cd "$2" && pwd); shift 2 ;;
     --cold-runs) cold_runs=$2; shift 2 ;;
+    --cold-sizes) cold_sizes=$2; shift 2 ;;
     *) echo "vector_codes.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -99,16 +103,19 @@ if [ "$extras" = 1 ]; then
 img=$(find "$root/../shared/datasets/fashion44k/images" -name '*.jpg' -print -quit)
 imgsearch=$build/bin/imgsearch
 "$bench" build "$source_index" 1000 f32 "$out/tiny.index" "$threads" 16 100 > /dev/null
+[ -n "$cold_sizes" ] || cold_sizes=$largest
 for r in $(seq "$cold_runs"); do
   timed "start (--version)" "$imgsearch" --version > /dev/null
   timed "query tiny index (start + model + 1 image)" "$imgsearch" query -i "$out/tiny.index" "$img" -k 10 > /dev/null
-  for codes in $codes_list; do
-    timed "info $codes$tag $largest (start + index load)" "$imgsearch" info -i "$out/$codes$tag-$largest.index" > /dev/null
-    timed "query $codes$tag $largest (cold)" "$imgsearch" query -i "$out/$codes$tag-$largest.index" "$img" -k 10 > /dev/null
-    if [ -n "$compare" ]; then
-      timed "query $codes$tag $largest (cold, compare)" "$compare/build/bin/imgsearch" query \
-        -i "$out/$codes$tag-$largest.index" "$img" -k 10 > /dev/null
-    fi
+  for n in $cold_sizes; do
+    for codes in $codes_list; do
+      timed "info $codes$tag $n (start + index load)" "$imgsearch" info -i "$out/$codes$tag-$n.index" > /dev/null
+      timed "query $codes$tag $n (cold)" "$imgsearch" query -i "$out/$codes$tag-$n.index" "$img" -k 10 > /dev/null
+      if [ -n "$compare" ]; then
+        timed "query $codes$tag $n (cold, compare)" "$compare/build/bin/imgsearch" query \
+          -i "$out/$codes$tag-$n.index" "$img" -k 10 > /dev/null
+      fi
+    done
   done
 done
 

@@ -46,7 +46,8 @@ if len(sizes) >= 2:
     print("| vectors | RSS slope bytes/vector | RSS fixed MiB | RSS at 10^6 GiB | file slope bytes/vector | file at 10^6 GiB |")
     print("|---|---|---|---|---|---|")
     for codes in ["f32", "f16", "int8"]:
-        if (codes, n1) not in serves or (codes, n2) not in serves:
+        # A --reuse run serves indexes it did not build: no file sizes then.
+        if any(k not in serves or k not in builds for k in [(codes, n1), (codes, n2)]):
             continue
         r1, r2 = serves[(codes, n1)]["rss_after_queries_mib"], serves[(codes, n2)]["rss_after_queries_mib"]
         slope = (r2 - r1) * MiB / (n2 - n1)
