@@ -115,8 +115,10 @@ int main(int argc, char** argv) {
       removed.set_vector_codes(VectorCodes::Int8, 1);
       removed.remove_if([](const IndexEntry& e) { return e.size % 10 == 7; }, 1);
       save_index(removed, (out / "index" / (name + "-int8-tombstones.index")).string());
-      // f16: binary16 rows (META "rows", requires "f16_rows") in VECS and TOMBSTNS
+      // f16: binary16 rows (META "rows", requires "f16_rows") in VECS and TOMBSTNS, chosen
+      // by a user (META "vectors_chosen")
       removed.set_vector_codes(VectorCodes::F16, 1);
+      removed.set_vector_codes_chosen(true);
       removed.remove_if([](const IndexEntry& e) { return e.size % 10 == 1; }, 1);
       save_index(removed, (out / "index" / (name + "-f16-tombstones.index")).string());
     }

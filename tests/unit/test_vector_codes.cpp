@@ -357,7 +357,7 @@ TEST_CASE("a compact index's META is checked", "[vector_codes][index_io][hostile
   CHECK(load_index(good).vector_codes() == VectorCodes::Int8);
 }
 
-TEST_CASE("--vectors auto: f32 until the threshold, int8 from it, never back, f16 left alone", "[vector_codes]") {
+TEST_CASE("automatic encoding (index --vectors auto): f32 until the threshold, int8 from it, never back, f16 left alone", "[vector_codes]") {
   CHECK(automatic_vector_codes(VectorCodes::F32, 0) == VectorCodes::F32);
   CHECK(automatic_vector_codes(VectorCodes::F32, kDefaultInt8FromImages - 1) == VectorCodes::F32);
   CHECK(automatic_vector_codes(VectorCodes::F32, kDefaultInt8FromImages) == VectorCodes::Int8);
