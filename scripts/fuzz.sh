@@ -34,6 +34,15 @@ seed_dir() {
   esac
 }
 
+# libFuzzer truncates longer seeds to -max_len: the index seeds with crop thumbnails
+# (tests/fuzz/make_seeds.cpp) are up to 92 KB, and their later sections must be reached.
+max_len() {
+  case $1 in
+    fuzz_index_loader) echo 131072 ;;
+    *) echo 65536 ;;
+  esac
+}
+
 mkdir -p "$build/artifacts" "$build/logs"
 # Leaks are reported (detect_leaks=1); allocator_may_return_null lets a refused huge
 # allocation surface as an error instead of aborting, but the -rss_limit_mb and
@@ -48,7 +57,7 @@ for name in "${fuzzers[@]}"; do
   log="$build/logs/$name.log"
   set +e
   "$build/fuzz/$name" "$corpus" "$(seed_dir "$name")" -max_total_time="$seconds" -timeout=10 \
-    -rss_limit_mb=2048 -malloc_limit_mb=512 -max_len=65536 -print_final_stats=1 \
+    -rss_limit_mb=2048 -malloc_limit_mb=512 -max_len="$(max_len "$name")" -print_final_stats=1 \
     -artifact_prefix="$build/artifacts/$name-" >"$log" 2>&1
   rc=$?
   set -e
