@@ -72,3 +72,31 @@ stop_serve() {
 kill_serve_on_exit() {
   trap '[ -n "${SERVE_PID:-}" ] && kill -KILL "$SERVE_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 }
+# edit_meta IN OUT OLD NEW: a copy of index IN whose META section has the text OLD replaced
+# by NEW (the same length, so no section moves), with the section's and the header's
+# checksums made right: a loader then reads the edited value itself, not a checksum error.
+edit_meta() {
+  "$PYTHON" - "$@" <<'PY'
+import ctypes, struct, sys
+xxh = ctypes.CDLL("libxxhash.so.0")
+xxh.XXH3_64bits.restype = ctypes.c_uint64
+xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+h = lambda b: xxh.XXH3_64bits(bytes(b), len(b))
+old, new = sys.argv[3].encode(), sys.argv[4].encode()
+assert len(old) == len(new), "same length only"
+data = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack_from("<I", data, 12)[0]
+for i in range(n):
+    e = 16 + 32 * i
+    tag, off, size, _ = struct.unpack_from("<8sQQQ", data, e)
+    if tag.rstrip(b"\0") == b"META":
+        meta = bytes(data[off:off + size])
+        assert old in meta, f"{sys.argv[3]} not in META"
+        meta = meta.replace(old, new)
+        data[off:off + size] = meta
+        struct.pack_into("<Q", data, e + 24, h(meta))
+hb = 16 + 32 * n + 8
+struct.pack_into("<Q", data, hb - 8, h(data[:hb - 8]))
+open(sys.argv[2], "wb").write(data)
+PY
+}

@@ -90,26 +90,7 @@ expect_status 0 "$IMGSEARCH" query -i f16.index photos/dinosaurs-404.jpg -k 5 --
 
 # Unknown or corrupt "vectors" values (checksums made right, so the value itself is read).
 set_vectors() {  # set_vectors IN OUT NEW: META "vectors" replaced by NEW (same length)
-  "$PYTHON" - "$@" <<'PY'
-import ctypes, struct, sys
-xxh = ctypes.CDLL("libxxhash.so.0")
-xxh.XXH3_64bits.restype = ctypes.c_uint64
-xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-h = lambda b: xxh.XXH3_64bits(bytes(b), len(b))
-data = bytearray(open(sys.argv[1], "rb").read())
-n = struct.unpack_from("<I", data, 12)[0]
-for i in range(n):
-    e = 16 + 32 * i
-    tag, off, size, _ = struct.unpack_from("<8sQQQ", data, e)
-    if tag.rstrip(b"\0") == b"META":
-        meta = bytes(data[off:off + size]).replace(b'"vectors":"int8"', b'"vectors":' + sys.argv[3].encode())
-        assert len(meta) == size, "same length only"
-        data[off:off + size] = meta
-        struct.pack_into("<Q", data, e + 24, h(meta))
-hb = 16 + 32 * n + 8
-struct.pack_into("<Q", data, hb - 8, h(data[:hb - 8]))
-open(sys.argv[2], "wb").write(data)
-PY
+  edit_meta "$1" "$2" '"vectors":"int8"' "\"vectors\":$3"
 }
 set_vectors int8.index int4.index '"int4"'
 expect_status 1 "$IMGSEARCH" query -i int4.index beach.jpg
