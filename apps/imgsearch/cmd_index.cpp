@@ -95,10 +95,13 @@ bool changes_post_processing(const IndexArgs& args) {
   return args.dba >= 0 || args.dba_alpha >= 0 || args.qe >= 0 || args.qe_alpha >= 0 || !args.vectors.empty();
 }
 
+// --vectors auto, or no --vectors: the encoding follows the index's size.
+bool codes_automatic(const IndexArgs& args) { return args.vectors.empty() || args.vectors == "auto"; }
+
 // The encoding a new index starts with: the user's, or f32 until apply_vector_codes sees
 // how many images it will hold.
 VectorCodes new_index_codes(const IndexArgs& args) {
-  return args.vectors.empty() || args.vectors == "auto" ? VectorCodes::F32 : parse_vector_codes(args.vectors);
+  return codes_automatic(args) ? VectorCodes::F32 : parse_vector_codes(args.vectors);
 }
 
 // Before images are linked into the graph, with `images` what the index will hold after
@@ -107,7 +110,7 @@ VectorCodes new_index_codes(const IndexArgs& args) {
 // A change re-links the graph over the new codes (the exact rows are in the file, so no
 // model is needed).
 void apply_vector_codes(const IndexArgs& args, ImageIndex& index, std::size_t images, std::FILE* summary) {
-  const bool automatic = args.vectors.empty() || args.vectors == "auto";
+  const bool automatic = codes_automatic(args);
   if (!automatic) index.set_vector_codes_chosen(true);
   if (args.vectors == "auto") index.set_vector_codes_chosen(false);
   if (automatic && index.vector_codes_chosen()) return;
